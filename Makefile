@@ -1,0 +1,76 @@
+# The two commands: `make run` serves the assistant, `make test` runs every test.
+# Both work on a fresh clone: they install and build whatever is missing first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_VERSION := $(shell cat .python-version)
+PYTHON ?= $(shell (pyenv root 2>/dev/null || echo $$HOME/.pyenv))/versions/$(PYTHON_VERSION)/bin/python
+VENV := .venv
+BIN := $(VENV)/bin
+RASA := $(BIN)/rasa
+
+export RASA_PORT ?= 5005
+export ACTIONS_PORT ?= 5055
+export WEB_PORT ?= 8000
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export RASA_TELEMETRY_ENABLED := false
+export TF_CPP_MIN_LOG_LEVEL := 2
+export SQLALCHEMY_SILENCE_UBER_WARNING := 1
+
+INSTALLED := $(VENV)/.installed
+KNOWLEDGE_BASE := models/knowledge_base.json
+EMBEDDING_MODEL := models/multilingual-e5-small/model.safetensors
+SPACY_PIPELINE := models/spacy-nl/meta.json
+RASA_MODEL := models/assistant.tar.gz
+TRAIN_INPUTS := config.yml domain.yml $(wildcard data/*.yml data/nlu/*.yml) \
+	$(wildcard bot/components/*.py bot/escalation/*) $(KNOWLEDGE_BASE) $(EMBEDDING_MODEL) $(SPACY_PIPELINE)
+
+.PHONY: help install build train run shell test bench clean
+
+help:
+	@echo "make run    serve the assistant (Rasa :$(RASA_PORT), actions :$(ACTIONS_PORT))"
+	@echo "make test   run every test"
+	@echo "make install | build | train | shell | bench | clean"
+
+$(INSTALLED): pyproject.toml
+	@test -x "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) not found at $(PYTHON) (pyenv install $(PYTHON_VERSION))"; exit 1; }
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(KNOWLEDGE_BASE): $(INSTALLED) $(wildcard data/article/*.md) $(wildcard bot/knowledge_base/*.py)
+	$(BIN)/python -m bot.cli build-kb
+
+$(EMBEDDING_MODEL): $(INSTALLED) $(wildcard bot/embeddings/*.py)
+	$(BIN)/python -m bot.cli build-embedding-model
+
+$(SPACY_PIPELINE): $(INSTALLED) bot/nlp.py
+	$(BIN)/python -m bot.cli build-spacy
+
+install: $(INSTALLED)
+build: install $(KNOWLEDGE_BASE) $(EMBEDDING_MODEL) $(SPACY_PIPELINE)
+
+$(RASA_MODEL): $(INSTALLED) $(TRAIN_INPUTS)
+	$(BIN)/python -m bot.cli train
+
+train: build $(RASA_MODEL)
+
+run: train
+	$(BIN)/python -m bot.cli run
+
+shell: train
+	$(BIN)/python -m bot.cli shell
+
+test: train
+	$(RASA) data validate --fail-on-warnings
+	$(RASA) test core --model $(RASA_MODEL) --stories tests/test_stories.yml \
+		--fail-on-prediction-errors --out results/stories
+	$(BIN)/python -m pytest
+
+bench: train
+	$(BIN)/python -m bot.cli bench
+
+clean:
+	rm -rf models .rasa results reports
