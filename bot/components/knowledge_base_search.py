@@ -1,0 +1,116 @@
+"""Rasa NLU component: ranks the article's paragraphs by similarity to the user's message.
+
+At training time it embeds every paragraph of the knowledge base; at run time it takes the
+message's sentence embedding from the `SentenceEmbeddingFeaturizer` (no second encoding) and adds
+`article_search` (the best paragraphs with their cosine scores) to the parse result, where the
+custom actions use it to quote the relevant paragraph(s) of the predicted item.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Text
+
+import numpy as np
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.shared.nlu.constants import TEXT
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from bot.embeddings.model import DEFAULT_EMBEDDING_MODEL, encode_passages, encode_queries, load_sentence_transformer
+from bot.knowledge_base import KNOWLEDGE_BASE_PATH, load_knowledge_base
+from bot.knowledge_base.search import PassageIndex, knowledge_base_fingerprint
+
+logger = logging.getLogger(__name__)
+
+ARTICLE_SEARCH = "article_search"
+
+
+@DefaultV1Recipe.register(
+    [DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=True
+)
+class KnowledgeBaseSearch(GraphComponent):
+    """Adds the best-matching article paragraphs to each message."""
+
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {
+            "model": DEFAULT_EMBEDDING_MODEL,
+            "featurizer": "sentence_embeddings",
+            "knowledge_base": str(KNOWLEDGE_BASE_PATH),
+            "top_k": 5,
+        }
+
+    def __init__(
+        self,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        index: Optional[PassageIndex] = None,
+    ) -> None:
+        self._config = config
+        self._model_storage = model_storage
+        self._resource = resource
+        self._index = index
+
+    @classmethod
+    def create(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> "KnowledgeBaseSearch":
+        return cls(config, model_storage, resource)
+
+    def _build_index(self) -> PassageIndex:
+        knowledge_base = load_knowledge_base(Path(self._config["knowledge_base"]))
+        model = load_sentence_transformer(self._config["model"])
+        return PassageIndex.build(knowledge_base, lambda texts: encode_passages(model, texts))
+
+    def train(self, training_data: TrainingData) -> Resource:
+        self._index = self._build_index()
+        with self._model_storage.write_to(self._resource) as directory:
+            self._index.save(directory)
+        return self._resource
+
+    @classmethod
+    def load(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        **kwargs: Any,
+    ) -> "KnowledgeBaseSearch":
+        component = cls(config, model_storage, resource)
+        with model_storage.read_from(resource) as directory:
+            component._index = PassageIndex.load(directory)
+        current = knowledge_base_fingerprint(load_knowledge_base(Path(config["knowledge_base"])))
+        if component._index.fingerprint != current:
+            logger.warning("The article changed since training; re-indexing its paragraphs.")
+            component._index = component._build_index()
+        return component
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        for message in messages:
+            vector = self._query_vector(message)
+            hits = self._index.search(vector, self._config["top_k"]) if vector is not None else []
+            message.set(ARTICLE_SEARCH, [hit.to_dict() for hit in hits], add_to_output=True)
+        return messages
+
+    def _query_vector(self, message: Message) -> Optional[np.ndarray]:
+        text = (message.get(TEXT) or "").strip()
+        if not text or text.startswith("/"):
+            return None
+        _, sentence = message.get_dense_features(TEXT, featurizers=[self._config["featurizer"]])
+        if sentence is not None and sentence.features.shape[-1] == self._index.dimension:
+            return sentence.features.reshape(-1)
+        model = load_sentence_transformer(self._config["model"])
+        return encode_queries(model, [text])[0]
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        return training_data
