@@ -1,0 +1,538 @@
+"""Unit tests of the deterministic warning-sign detector (bot/escalation, signs.yml).
+
+Runs without a trained model or a running stack: only spaCy and the signs file.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.escalation import (
+    DEFAULT_SIGNS_PATH,
+    LEVELS,
+    Detection,
+    SignMatch,
+    SignsFileError,
+    WarningSignDetector,
+    combine_level,
+    compare_levels,
+    get_detector,
+    level_rank,
+    load_sign_book,
+    max_level,
+)
+from bot.escalation.detector import parse_sign_book
+
+
+@pytest.fixture(scope="module")
+def detector() -> WarningSignDetector:
+    return get_detector()
+
+
+@pytest.fixture(scope="module")
+def book():
+    return load_sign_book()
+
+
+def found(detection: Detection) -> set:
+    return {match.sign_id for match in detection.signs}
+
+
+# One Dutch example per sign of signs.yml (test_every_sign_has_an_example keeps this complete).
+SIGN_EXAMPLES = {
+    "serious_accident": "Ik ben gisteren van de ladder gevallen en nu doet mijn rug erg zeer.",
+    "chest_pain": "Naast mijn rugpijn heb ik ook pijn op de borst.",
+    "short_of_breath": "Ik ben sinds vanmiddag kortademig en mijn rug doet pijn.",
+    "urinary_retention": "Ik kan sinds vanochtend niet meer plassen.",
+    "incontinence": "Ik verlies urine zonder dat ik het merk.",
+    "saddle_anaesthesia": "Rond mijn anus en in mijn kruis voelt alles doof.",
+    "both_legs_numb_or_weak": "Mijn beide benen zijn ineens heel slap.",
+    "walking_fails": "Ik kan opeens niet meer lopen.",
+    "foot_drop": "Mijn voet hangt slap en ik sleep met mijn voet.",
+    "sexual_dysfunction": "Sinds de rugpijn krijg ik geen erectie meer.",
+    "painkillers_do_not_help": "De pijnstillers helpen helemaal niet meer.",
+    "unbearable_pain": "De pijn in mijn rug is ondraaglijk.",
+    "fever": "Ik heb sinds gisteren koorts.",
+    "feeling_ill": "Ik voel me de laatste dagen echt ziek.",
+    "cancer_history": "Ik heb drie jaar geleden borstkanker gehad.",
+    "weight_loss": "Ik ben de afgelopen maanden zes kilo afgevallen zonder dat ik lijn.",
+    "constant_or_night_pain": "Ik word 's nachts wakker van de pijn in mijn rug.",
+    "osteoporosis_or_steroids": "Ik heb botontkalking en sinds het bukken veel rugpijn.",
+    "one_leg_numbness": "Mijn linkervoet tintelt de hele tijd.",
+    "one_leg_weakness": "Ik heb minder kracht in mijn rechterbeen.",
+    "numbness_unspecified": "Ik heb last van tintelingen.",
+    "no_improvement": "Ik heb al zes weken rugpijn en het wordt niet beter.",
+    "worsening": "De pijn wordt steeds erger.",
+    "recurrent_pain": "De rugpijn komt steeds terug.",
+    "lump_or_deformity": "Ik voel een nieuwe bult onderaan mijn rug.",
+    "daily_life_limited": "Ik kan door de rugpijn niet meer werken.",
+    "fall": "Ik ben vorige week uitgegleden op het ijs.",
+    "back_pain": "Ik heb rugpijn.",
+    "radiating_below_knee": "De pijn straalt uit tot onder mijn knie.",
+    "belly_pain": "Ik heb ook buikpijn.",
+    "shock_signs": "Ik ben een beetje duizelig.",
+    "sudden_onset": "Het begon plotseling.",
+    "severe_pain": "Het is een heftige pijn.",
+    "recent_back_procedure": "Ik ben vorige week geopereerd aan mijn rug.",
+    "first_episode": "Het is de eerste keer dat ik dit heb.",
+    "age_over_50": "Ik ben 63 jaar oud.",
+    "age_under_20": "Ik ben 17 jaar oud.",
+    "other_leg_too": "Nu zit het ook in mijn andere been.",
+}
+
+# One Dutch example per combination (test_every_combination_has_an_example).
+COMBINATION_EXAMPLES = {
+    "back_pain_with_chest_pain_or_breathlessness": ("Ik heb rugpijn en pijn op de borst.", "urgent_112"),
+    "back_and_belly_sudden_severe": ("Ik kreeg opeens hevige pijn in mijn buik en rug.", "urgent_112"),
+    "severe_pain_with_shock": ("Ik heb vreselijke pijn en ben lijkbleek en klam.", "urgent_112"),
+    "sudden_pain_with_shock": ("Ik werd plotseling duizelig.", "urgent_now"),
+    "fever_and_feeling_ill": ("Ik heb koorts en voel me heel ziek.", "urgent_now"),
+    "fever_after_back_procedure": ("Na de operatie aan mijn rug kreeg ik koorts.", "urgent_now"),
+    "more_pain_after_back_procedure": ("Sinds de injectie in mijn rug wordt de pijn steeds erger.", "urgent_now"),
+    "leg_weakness_worsening_fast": ("Mijn been wordt snel steeds zwakker.", "urgent_now"),
+    "both_legs_over_time": ("Mijn linkerbeen was al gevoelloos en nu ook mijn andere been.", "urgent_now"),
+    "first_back_pain_over_50": ("Ik ben 58 en heb voor het eerst rugpijn.", "soon"),
+    "first_back_pain_under_20": ("Ik ben 16 en heb voor het eerst rugpijn.", "soon"),
+    "back_pain_under_20": ("Ik ben 15 jaar oud en heb last van mijn onderrug.", "soon"),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# The data file
+# --------------------------------------------------------------------------------------------
+
+
+def test_levels_are_ordered():
+    assert LEVELS == ("none", "soon", "urgent_now", "urgent_112")
+    assert [level_rank(level) for level in LEVELS] == [0, 1, 2, 3]
+    assert max_level("soon", "urgent_112", "none") == "urgent_112"
+    assert max_level() == "none"
+    assert compare_levels("urgent_now", "soon") == 1
+    assert compare_levels("none", "none") == 0
+    assert compare_levels("soon", "urgent_112") == -1
+    with pytest.raises(ValueError):
+        level_rank("red")
+
+
+def test_every_sign_has_id_level_description_and_patterns(book):
+    raw = yaml.safe_load(Path(DEFAULT_SIGNS_PATH).read_text(encoding="utf-8"))
+    for sign in raw["signs"]:
+        assert sign["id"] == sign["id"].lower() and " " not in sign["id"]
+        assert sign["level"] in LEVELS
+        assert sign["description"].strip()
+    # every level above none has signs
+    assert {sign.level for sign in book.signs.values()} == set(LEVELS)
+
+
+def test_every_sign_has_an_example(book):
+    assert set(SIGN_EXAMPLES) == set(book.sign_ids)
+
+
+def test_every_combination_has_an_example(book):
+    assert set(COMBINATION_EXAMPLES) == set(book.combination_ids)
+
+
+def test_policy_signs_have_the_policy_level(book):
+    level = {sign_id: book.level_of(sign_id) for sign_id in book.sign_ids + book.combination_ids}
+    for sign_id in ("serious_accident", "chest_pain", "short_of_breath", "back_and_belly_sudden_severe"):
+        assert level[sign_id] == "urgent_112", sign_id
+    for sign_id in (
+        "urinary_retention", "incontinence", "saddle_anaesthesia", "both_legs_numb_or_weak",
+        "walking_fails", "foot_drop", "sexual_dysfunction", "painkillers_do_not_help",
+        "fever_and_feeling_ill", "fever_after_back_procedure", "leg_weakness_worsening_fast",
+    ):
+        assert level[sign_id] == "urgent_now", sign_id
+    for sign_id in (
+        "fever", "cancer_history", "weight_loss", "feeling_ill", "constant_or_night_pain",
+        "osteoporosis_or_steroids", "one_leg_numbness", "one_leg_weakness", "no_improvement",
+        "worsening", "recurrent_pain", "lump_or_deformity", "daily_life_limited",
+        "first_back_pain_over_50",
+    ):
+        assert level[sign_id] == "soon", sign_id
+    assert level["radiating_below_knee"] == "none"
+    assert level["back_pain"] == "none"
+
+
+def test_bad_signs_file_is_rejected_when_loading():
+    data = yaml.safe_load(Path(DEFAULT_SIGNS_PATH).read_text(encoding="utf-8"))
+    broken = copy.deepcopy(data)
+    broken["signs"][0]["level"] = "red"
+    with pytest.raises(SignsFileError):
+        parse_sign_book(broken)
+    broken = copy.deepcopy(data)
+    broken["combinations"][0]["requires"] = ["no_such_sign"]
+    with pytest.raises(SignsFileError):
+        parse_sign_book(broken)
+    broken = copy.deepcopy(data)
+    broken["terms"]["PAIN"]["words"].append(False)  # what YAML makes of a bare `no`
+    with pytest.raises(SignsFileError):
+        parse_sign_book(broken)
+
+
+# --------------------------------------------------------------------------------------------
+# Every sign and combination
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sign_id", sorted(SIGN_EXAMPLES))
+def test_sign_is_triggered_by_its_example(detector, book, sign_id):
+    detection = detector.detect(SIGN_EXAMPLES[sign_id])
+    assert sign_id in found(detection), detection.to_dict()
+    assert level_rank(detection.level) >= level_rank(book.level_of(sign_id))
+
+
+@pytest.mark.parametrize("combination_id", sorted(COMBINATION_EXAMPLES))
+def test_combination_is_triggered_by_its_example(detector, combination_id):
+    text, level = COMBINATION_EXAMPLES[combination_id]
+    detection = detector.detect(text)
+    assert combination_id in found(detection), detection.to_dict()
+    assert detection.level == level
+
+
+@pytest.mark.parametrize(
+    "text, level",
+    [
+        # urgent_112
+        ("Ik ben van de trap gevallen en kan mijn rug nauwelijks bewegen", "urgent_112"),
+        ("Na een auto-ongeluk heb ik veel rugpijn", "urgent_112"),
+        ("Ik ben op de fiets aangereden door een auto", "urgent_112"),
+        ("Mijn rug doet pijn en ik ben erg benauwd", "urgent_112"),
+        ("Ik heb plotseling scheurende pijn in mijn rug en viel flauw", "urgent_112"),
+        # urgent_now
+        ("Plassen lukt sinds vanochtend niet meer", "urgent_now"),
+        ("Ik heb moeite met plassen", "urgent_now"),
+        ("ik kan niet plasen", "urgent_now"),  # typo
+        ("Ik plas in mijn broek zonder dat ik het merk", "urgent_now"),
+        ("Bij het afvegen voel ik bijna niks meer", "urgent_now"),
+        ("De binnenkant van mijn dijen is gevoelloos", "urgent_now"),
+        ("mijn benen zijn gevoeloos", "urgent_now"),  # typo
+        ("Ik voel mijn benen niet meer", "urgent_now"),
+        ("Mijn benen begaven het ineens", "urgent_now"),
+        ("Ik heb koors en ben echt heel ziek", "urgent_now"),  # typo
+        ("Ik heb hoge koorts, koude rillingen en voel me beroerd", "urgent_now"),
+        ("Vorige week geopereerd aan mijn hernia en nu 39 graden", "urgent_now"),
+        ("Paracetamol en ibuprofen doen helemaal niks tegen de pijn", "urgent_now"),
+        ("Welke oefeningen helpen? Ik kan trouwens niet meer plassen.", "urgent_now"),
+        # soon
+        ("Ik heb wat tintelingen in mijn rechtervoet", "soon"),
+        ("De pijn is er constant, ook in rust", "soon"),
+        ("Ik gebruik al jaren prednison en heb sinds gisteren rugpijn", "soon"),
+        ("Na vier weken is het nog steeds niet minder geworden", "soon"),
+        ("Ik voel me al een tijdje niet lekker", "soon"),
+        ("Ik ben zonder reden veel afgevallen", "soon"),
+        # none
+        ("Welke oefeningen zijn goed bij rugpijn?", "none"),
+        ("Ik heb sinds gisteren rugpijn, wat kan ik zelf doen?", "none"),
+        ("De pijn straalt uit tot onder mijn knie", "none"),
+        ("Ik heb ischias in mijn rechterbeen", "none"),
+        ("Mijn rug doet pijn als ik buk", "none"),
+        ("Ik heb per ongeluk iets te zwaars getild", "none"),
+        ("Het wordt erger als ik lang zit", "none"),
+        ("Zijn buikspieroefeningen goed voor je rug?", "none"),
+        ("Wat kost het zitkussen?", "none"),
+    ],
+)
+def test_levels_of_typical_messages(detector, text, level):
+    detection = detector.detect(text)
+    assert detection.level == level, detection.to_dict()
+
+
+@pytest.mark.parametrize(
+    "text, level",
+    [
+        ("I can't pee", "urgent_now"),
+        ("I can't urinate since this morning", "urgent_now"),
+        ("I have a numb groin", "urgent_now"),
+        ("my saddle area feels numb", "urgent_now"),
+        ("both legs weak", "urgent_now"),
+        ("I suddenly can't walk", "urgent_now"),
+        ("I wet myself without noticing", "urgent_now"),
+        ("I have a fever and feel very ill", "urgent_now"),
+        ("the painkillers don't help at all", "urgent_now"),
+        ("I have back pain and chest pain", "urgent_112"),
+        ("I'm short of breath", "urgent_112"),
+        ("I fell from a ladder", "urgent_112"),
+        ("I was in a car accident", "urgent_112"),
+        ("I have a fever", "soon"),
+        ("my leg is numb", "soon"),
+    ],
+)
+def test_common_english_phrasings(detector, text, level):
+    assert detector.detect(text).level == level
+
+
+# --------------------------------------------------------------------------------------------
+# Negation and hypotheticals
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, negated_sign",
+    [
+        ("Ik heb geen koorts", "fever"),
+        ("geen koorts", "fever"),
+        ("Mijn been is niet doof", "one_leg_numbness"),
+        ("Pijn in mijn onderrug zonder uitstraling", "radiating_below_knee"),
+        ("I don't have a fever", "fever"),
+        ("Ik heb geen pijn op de borst", "chest_pain"),
+        ("Ik heb geen moeite met plassen", "urinary_retention"),
+        ("Mijn benen zijn niet gevoelloos", "both_legs_numb_or_weak"),
+        ("Geen tintelingen of gevoelloosheid", "numbness_unspecified"),
+        ("Ik heb nooit kanker gehad", "cancer_history"),
+        ("Koorts heb ik niet", "fever"),
+        ("koorts: nee", "fever"),
+        ("I have no numbness", "numbness_unspecified"),
+        ("Ik denk niet dat mijn been zwakker wordt", "one_leg_weakness"),  # clause cue
+        ("Het is niet zo dat ik koorts heb", "fever"),
+    ],
+)
+def test_negated_signs_do_not_escalate(detector, text, negated_sign):
+    detection = detector.detect(text)
+    assert detection.level == "none", detection.to_dict()
+    assert negated_sign in {match.sign_id for match in detection.negated}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["ik kan gewoon plassen", "Ik kan gewoon lopen en plassen", "Plassen gaat prima, geen probleem",
+     "Ik heb geen koorts en kan gewoon plassen", "I can still pee normally"],
+)
+def test_normal_function_does_not_escalate(detector, text):
+    assert detector.detect(text).level == "none"
+
+
+@pytest.mark.parametrize(
+    "text, level",
+    [
+        # the cue's scope ends at the clause: the second half still counts
+        ("Ik heb geen koorts en kan niet plassen", "urgent_now"),
+        ("Geen koorts, wel rillingen", "soon"),
+        ("Ik heb geen rugpijn meer maar mijn benen zijn gevoelloos", "urgent_now"),
+        ("Ik kan gewoon niet plassen", "urgent_now"),  # "gewoon niet" is no normal function
+        ("Ik heb niet alleen rugpijn maar ook koorts", "soon"),  # pseudo-negation
+        ("Ik weet niet of ik koorts heb", "soon"),  # uncertainty: the higher level
+        ("Ik ben zonder duidelijke reden afgevallen", "soon"),
+        ("Ik verlies urine zonder het te merken", "urgent_now"),
+        ("Ik denk niet dat het ernstig is, maar ik kan niet plassen", "urgent_now"),
+        # degree, not presence, is denied: the symptom counts (when unsure, the higher level)
+        ("Ik voel me niet heel erg ziek, wel heb ik 39 graden koorts", "urgent_now"),
+        ("Ik heb geen hoge koorts", "soon"),
+        # a cue never negates the phrase it belongs to: "nooit ... gehad" is a first episode
+        ("Ik ben 64 en heb nog nooit rugklachten gehad, tot vorige week", "soon"),
+    ],
+)
+def test_negation_scope_is_limited(detector, text, level):
+    assert detector.detect(text).level == level
+
+
+@pytest.mark.parametrize(
+    "text, sign",
+    [
+        ("wat als ik ooit gevoelloos word?", "numbness_unspecified"),
+        ("Stel dat ik niet meer kan plassen, wat moet ik dan doen?", "urinary_retention"),
+        ("Wat als mijn benen ooit slap worden?", "both_legs_numb_or_weak"),
+        ("Moet ik naar de huisarts als ik koorts krijg?", "fever"),
+        ("Zou het kanker kunnen zijn?", "cancer_history"),
+        ("Kun je van rugpijn koorts krijgen?", "fever"),
+        ("What if I get a fever?", "fever"),
+        ("In case I can't pee, what should I do?", "urinary_retention"),
+    ],
+)
+def test_hypotheticals_are_set_apart(detector, text, sign):
+    detection = detector.detect(text)
+    assert detection.level == "none", detection.to_dict()
+    assert sign in {match.sign_id for match in detection.hypothetical}
+
+
+@pytest.mark.parametrize(
+    "text, level",
+    [
+        ("Ik heb ooit borstkanker gehad", "soon"),  # "ooit" + past: history, not hypothetical
+        ("Als ik lang zit krijg ik tintelingen in mijn been", "soon"),  # habitual, real
+        ("Wat als het erger wordt? Ik kan nu al niet meer plassen.", "urgent_now"),
+        ("Ik heb koorts, wat als het erger wordt?", "soon"),
+        ("Wat moet ik doen als ik niet meer kan plassen?", "urgent_now"),  # unsure: escalate
+    ],
+)
+def test_hypothetical_scope_is_limited(detector, text, level):
+    assert detector.detect(text).level == level
+
+
+# --------------------------------------------------------------------------------------------
+# Combinations and conversation memory
+# --------------------------------------------------------------------------------------------
+
+
+def test_fever_alone_is_soon_and_with_feeling_ill_urgent(detector):
+    assert detector.detect("Ik heb koorts").level == "soon"
+    assert detector.detect("Ik voel me ziek").level == "soon"
+    assert detector.detect("Ik heb koorts en ik voel me echt heel ziek").level == "urgent_now"
+
+
+def test_memory_fever_then_feeling_ill(detector):
+    first = detector.detect("ik heb koorts")
+    assert first.level == "soon"
+    second = detector.detect("ik voel me echt heel ziek", earlier_sign_ids=first.sign_ids)
+    assert second.level == "urgent_now"
+    assert "fever_and_feeling_ill" in found(second)
+    combo = next(m for m in second.signs if m.sign_id == "fever_and_feeling_ill")
+    assert "eerder: fever" in combo.text
+
+
+def test_memory_spec_example(detector):
+    earlier = detector.detect("ik heb rugpijn").sign_ids
+    assert "back_pain" in earlier
+    later = detector.detect("en nu ook koorts en ik voel me echt ziek", earlier_sign_ids=earlier)
+    assert later.level == "urgent_now"
+
+
+def test_memory_procedure_then_fever(detector):
+    earlier = detector.detect("Ik ben vorige week aan mijn rug geopereerd").sign_ids
+    assert detector.detect("Ik heb nu koorts").level == "soon"
+    assert detector.detect("Ik heb nu koorts", earlier_sign_ids=earlier).level == "urgent_now"
+
+
+def test_memory_one_leg_then_other_leg(detector):
+    earlier = detector.detect("Mijn linkerbeen is gevoelloos").sign_ids
+    later = detector.detect("En nu zit het ook in mijn andere been", earlier_sign_ids=earlier)
+    assert later.level == "urgent_now"
+
+
+def test_memory_first_episode_and_age(detector):
+    earlier = detector.detect("Ik ben 61 jaar oud").sign_ids
+    assert detector.detect("Ik heb voor het eerst rugpijn", earlier_sign_ids=earlier).level == "soon"
+    assert detector.detect("Ik heb voor het eerst rugpijn").level == "none"
+
+
+def test_message_scope_combination_needs_one_message(detector):
+    earlier = detector.detect("Het begon plotseling").sign_ids
+    assert detector.detect("Ik heb wat minder kracht in mijn been", earlier_sign_ids=earlier).level == "soon"
+    assert detector.detect("Ik heb plotseling minder kracht in mijn been").level == "urgent_now"
+
+
+def test_memory_does_not_replay_old_signs(detector):
+    # the conversation's earlier urgent sign is not this message's level
+    detection = detector.detect("Welke oefeningen kan ik doen?", earlier_sign_ids=["urinary_retention", "fever", "feeling_ill"])
+    assert detection.level == "none"
+    assert not detection.signs
+
+
+def test_unknown_or_odd_memory_ids_are_ignored(detector):
+    assert detector.detect("ik heb koorts", earlier_sign_ids=["nonsense", "", None, 3]).level == "soon"
+    assert detector.detect("ik heb koorts", earlier_sign_ids=None).level == "soon"
+
+
+def test_radiating_pain_alone_is_none_with_numbness_soon(detector):
+    assert detector.detect("Ik heb pijn die uitstraalt naar mijn kuit").level == "none"
+    assert detector.detect("De pijn straalt uit naar mijn been en mijn voet tintelt").level == "soon"
+
+
+def test_one_leg_soon_both_legs_urgent(detector):
+    assert detector.detect("Mijn rechterbeen is gevoelloos").level == "soon"
+    assert detector.detect("Mijn benen zijn gevoelloos").level == "urgent_now"
+    detection = detector.detect("Mijn benen en mijn voet tintelen")
+    assert "both_legs_numb_or_weak" in found(detection)
+    assert "one_leg_numbness" not in found(detection)  # suppressed by the more specific sign
+
+
+def test_combine_level_for_the_action_server():
+    assert combine_level([]) == "none"
+    assert combine_level(["back_pain"]) == "none"
+    assert combine_level(["fever"]) == "soon"
+    assert combine_level(["fever", "feeling_ill"]) == "urgent_now"
+    assert combine_level(["back_pain", "chest_pain"]) == "urgent_112"
+    assert combine_level(["age_over_50", "first_episode"]) == "soon"
+    assert combine_level(["recent_back_procedure", "worsening"]) == "urgent_now"
+    # message-scope combinations count only through their stored id
+    assert combine_level(["one_leg_weakness", "sudden_onset"]) == "soon"
+    assert combine_level(["leg_weakness_worsening_fast"]) == "urgent_now"
+    assert combine_level(["unknown", None, 5]) == "none"  # type: ignore[list-item]
+    assert combine_level(None) == "none"  # type: ignore[arg-type]
+
+
+def test_detection_level_equals_combine_level_of_its_signs(detector):
+    for text in ["Ik heb koorts en voel me heel ziek", "Ik kan niet plassen", "Ik heb rugpijn", "Ik heb koorts"]:
+        detection = detector.detect(text)
+        assert combine_level(detection.sign_ids) == detection.level
+
+
+# --------------------------------------------------------------------------------------------
+# Output, robustness, determinism
+# --------------------------------------------------------------------------------------------
+
+
+def test_to_dict_shape(detector):
+    detection = detector.detect("Ik heb geen koorts maar kan niet plassen. Wat als ik ooit gevoelloos word?")
+    data = detection.to_dict()
+    assert set(data) == {"level", "signs", "hypothetical", "negated"}
+    assert data["level"] == "urgent_now"
+    assert data["signs"][0] == {"sign_id": "urinary_retention", "level": "urgent_now", "text": "niet plassen"}
+    assert [m["sign_id"] for m in data["negated"]] == ["fever"]
+    assert [m["sign_id"] for m in data["hypothetical"]] == ["numbness_unspecified"]
+    assert isinstance(detection.signs[0], SignMatch)
+    with pytest.raises(Exception):
+        detection.level = "none"  # frozen
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "\n\n\t",
+        None,
+        b"ik heb koorts",
+        12345,
+        "😀😀😀 🤕🔥",
+        "<p>ik heb <b>koorts</b></p><script>alert(1)</script>",
+        "&lt;b&gt;koorts&lt;/b&gt; &amp; &#x1F600;",
+        "腰痛があります。足がしびれています。",
+        "У меня болит спина и температура",
+        "ظهري يؤلمني",
+        "\x00\x01\x02 koorts \x7f",
+        "?!?!?!...,,,;;;:::",
+        "a" * 10000,
+        "koorts " * 2000,
+        ("Ik heb rugpijn en geen koorts. " * 400)[:10000],
+        "ik kan niet plassen\u200b\u200d\ufeff",
+        "'s'-'n'-''''",
+        "niet niet niet geen geen nooit zonder",
+        "wat als wat als stel dat ooit ooit",
+    ],
+)
+def test_never_raises(detector, text):
+    detection = detector.detect(text)  # type: ignore[arg-type]
+    assert detection.level in LEVELS
+    assert isinstance(detection.to_dict(), dict)
+
+
+def test_markup_and_unicode_do_not_hide_signs(detector):
+    assert detector.detect("<p>Ik kan <b>niet</b> meer plassen</p>").level == "urgent_now"
+    assert detector.detect("Ik heb koorts&nbsp;en voel me ziek").level == "urgent_now"
+    assert detector.detect("Ik kan niet plassen!!Help").level == "urgent_now"
+    assert detector.detect("koorts,rillingen en ik voel me ziek").level == "urgent_now"
+    assert detector.detect("IK KAN NIET MEER PLASSEN").level == "urgent_now"
+    assert detector.detect("ik heb koooorts").level == "soon"
+    assert detector.detect("mijn knieën en benen zijn gevoelloos").level == "urgent_now"
+
+
+def test_long_message_with_sign_at_the_end(detector):
+    text = "Ik heb een vraag over oefeningen. " * 250 + "Ik kan sinds gisteren niet meer plassen."
+    assert len(text) > 8000
+    assert detector.detect(text).level == "urgent_now"
+
+
+def test_deterministic(detector):
+    texts = [
+        "Ik heb geen koorts maar voel me wel ziek en kan niet plassen, mijn benen tintelen",
+        "Plotseling hevige pijn in mijn rug en buik, ik ben bleek en zweet",
+        "wat als ik ooit gevoelloos word? ik ben 55 en heb voor het eerst rugpijn",
+    ]
+    first = [detector.detect(text).to_dict() for text in texts]
+    for _ in range(3):
+        assert [detector.detect(text).to_dict() for text in texts] == first
+    fresh = WarningSignDetector.from_file(DEFAULT_SIGNS_PATH, nlp=detector.nlp)
+    assert [fresh.detect(text).to_dict() for text in texts] == first
