@@ -1,0 +1,45 @@
+"""Low confidence: ask "Bedoel je…?" with up to three of the article's topics, or say what the bot can do."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Text
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.knowledge import intent_ranking, knowledge_base, search_hits
+from actions.replies import reply
+
+MAX_OPTIONS = 3
+# An intent below this confidence, or a paragraph below this cosine, is not offered as an option.
+MIN_INTENT_CONFIDENCE = 0.10
+MIN_SEARCH_SCORE = 0.84
+
+
+def candidate_items(ranking: List[Dict[str, Any]], hits: List[Dict[str, Any]], known: List[str]) -> List[str]:
+    """Article items worth offering: the classifier's best guesses, then the best paragraphs' items."""
+    candidates: List[str] = []
+    guesses = [entry["name"] for entry in ranking if entry.get("confidence", 0) >= MIN_INTENT_CONFIDENCE]
+    guesses += [hit["item"] for hit in hits if hit.get("score", 0) >= MIN_SEARCH_SCORE]
+    for name in guesses:
+        if name in known and name not in candidates:
+            candidates.append(name)
+    return candidates[:MAX_OPTIONS]
+
+
+class ActionClarify(Action):
+    """Runs on `nlu_fallback`: offers the likely topics as buttons, or explains what it can answer."""
+
+    def name(self) -> Text:
+        return "action_clarify"
+
+    def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[Dict[Text, Any]]:
+        kb = knowledge_base()
+        options = candidate_items(intent_ranking(tracker), search_hits(tracker), kb.item_ids)
+        if not options:
+            dispatcher.utter_message(text=reply("fallback"))
+            return []
+        buttons = [{"title": kb.item(item_id).button_title, "payload": f"/{item_id}"} for item_id in options]
+        dispatcher.utter_message(text=reply("clarify"), buttons=buttons)
+        return []

@@ -1,0 +1,1 @@
+"""Input channels of the assistant (registered in credentials.yml)."""
