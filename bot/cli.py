@@ -1,0 +1,103 @@
+"""Command line of the assistant: `python -m bot.cli COMMAND` (the Makefile calls these)."""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from bot.stack import ROOT, RASA_MODEL, running_stack, write_endpoints
+
+
+def build_kb(args: argparse.Namespace) -> None:
+    from bot.knowledge_base import ArticleFormatError, build_knowledge_base
+
+    try:
+        kb = build_knowledge_base()
+    except ArticleFormatError as error:
+        sys.exit(f"Article source is malformed: {error}")
+    print(f"knowledge base: {len(kb.items)} items, {len(kb.products)} products, {len(kb.sources)} sources")
+
+
+def build_embedding_model(args: argparse.Namespace) -> None:
+    from bot.embeddings.convert import build_sentence_transformer
+
+    print(f"embedding model: {build_sentence_transformer()}")
+
+
+def build_spacy(args: argparse.Namespace) -> None:
+    from bot.nlp import save_dutch_pipeline
+
+    print(f"spaCy pipeline: {save_dutch_pipeline()}")
+
+
+def rasa(arguments: List[str]) -> None:
+    command = [str(Path(sys.executable).parent / "rasa"), *arguments]
+    result = subprocess.run(command, cwd=ROOT)
+    if result.returncode:
+        sys.exit(result.returncode)
+
+
+def train(args: argparse.Namespace) -> None:
+    rasa(["train", "--fixed-model-name", RASA_MODEL.name.removesuffix(".tar.gz"), "--out", str(RASA_MODEL.parent)])
+
+
+def run(args: argparse.Namespace) -> None:
+    rasa_port = int(os.environ.get("RASA_PORT", 5005))
+    actions_port = int(os.environ.get("ACTIONS_PORT", 5055))
+    with running_stack(rasa_port=rasa_port, actions_port=actions_port, work_dir=ROOT / "var") as stack:
+        print(f"Assistant ready: REST {stack.rest_url} (actions on :{actions_port}). Ctrl-C stops.")
+        try:
+            for process in stack.processes:
+                process.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+def shell(args: argparse.Namespace) -> None:
+    """`rasa shell` with the action server running beside it."""
+    actions_port = int(os.environ.get("ACTIONS_PORT", 5055))
+    endpoints = write_endpoints(actions_port, ROOT / "var")
+    command = [str(Path(sys.executable).parent / "rasa"), "run", "actions", "--actions", "actions", "--port", str(actions_port)]
+    actions = subprocess.Popen(command, cwd=ROOT)
+    try:
+        rasa(["shell", "--model", str(RASA_MODEL), "--endpoints", str(endpoints), "--port", os.environ.get("RASA_PORT", "5005")])
+    finally:
+        actions.terminate()
+        actions.wait()
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    """Dev-set top-1 of DIET, of the embedding search alone, and of the final intent."""
+    import requests
+
+    from bot.evaluation import compare_retrieval, load_dev_set
+    from bot.knowledge_base import load_knowledge_base
+
+    url = f"http://localhost:{os.environ.get('RASA_PORT', 5005)}/model/parse"
+    scores = compare_retrieval(lambda text: requests.post(url, json={"text": text}, timeout=60).json(), load_knowledge_base(), load_dev_set())
+    for name, accuracy in scores.items():
+        print(f"{name:>18}: {accuracy:.1%}")
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bot.cli", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, function, help_text in [
+        ("build-kb", build_kb, "parse data/article into models/knowledge_base.json"),
+        ("build-embedding-model", build_embedding_model, "convert the bundled e5 model to sentence-transformers"),
+        ("build-spacy", build_spacy, "save the Dutch spaCy pipeline to models/spacy-nl"),
+        ("train", train, "train the Rasa model (models/assistant.tar.gz)"),
+        ("run", run, "serve the assistant: Rasa on RASA_PORT, actions on ACTIONS_PORT"),
+        ("shell", shell, "talk to the assistant in the terminal"),
+        ("evaluate", evaluate, "dev-set top-1 per retrieval method (needs `make run`)"),
+    ]:
+        commands.add_parser(name, help=help_text).set_defaults(function=function)
+    args = parser.parse_args(argv)
+    args.function(args)
+
+
+if __name__ == "__main__":
+    main()

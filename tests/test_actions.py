@@ -1,0 +1,189 @@
+"""Each custom action through the rasa-sdk executor, with real trackers and the real domain."""
+from __future__ import annotations
+
+import pytest
+from rasa.shared.core.domain import Domain
+from rasa_sdk.executor import ActionExecutor
+
+from bot.knowledge_base import load_knowledge_base
+
+
+@pytest.fixture(scope="module")
+def executor() -> ActionExecutor:
+    executor = ActionExecutor()
+    executor.register_package("actions")
+    return executor
+
+
+@pytest.fixture(scope="module")
+def domain() -> dict:
+    return Domain.load("domain.yml").as_dict()
+
+
+def tracker(text: str = "", intent: str = "", ranking=None, search=None, events=None) -> dict:
+    latest = {
+        "text": text,
+        "intent": {"name": intent, "confidence": 0.9},
+        "intent_ranking": ranking or [{"name": intent, "confidence": 0.9}],
+        "entities": [],
+        "article_search": search or [],
+    }
+    return {
+        "sender_id": "test",
+        "slots": {"escalation_level": "none", "warning_signs": []},
+        "latest_message": latest,
+        "events": events or [],
+        "paused": False,
+        "followup_action": None,
+        "active_loop": {},
+        "latest_action_name": "action_listen",
+    }
+
+
+async def run(executor, domain, action: str, **kwargs) -> dict:
+    return await executor.run(
+        {"next_action": action, "sender_id": "test", "tracker": tracker(**kwargs), "domain": domain, "version": "3.6.2"}
+    )
+
+
+def rendered(domain: dict, response: dict) -> str:
+    """The text of a reply the action sent."""
+    return response["text"]
+
+
+async def test_answer_from_article_quotes_and_cites(executor, domain):
+    result = await run(
+        executor, domain, "action_answer_from_article",
+        text="wat doet DAVID Spine", intent="section_therapies",
+        search=[{"item": "section_therapies", "paragraph": 1, "score": 0.9}],
+    )
+    (response,) = result["responses"]
+    text = rendered(domain, response)
+    kb = load_knowledge_base()
+    assert text.startswith(kb.item("section_therapies").paragraphs[1])
+    assert text.endswith("Bron: Therapeutische invalshoeken")
+    assert "huisarts" not in text  # not a self-care answer: no safety net
+
+
+async def test_self_care_answer_has_safety_net_before_source(executor, domain):
+    result = await run(executor, domain, "action_answer_from_article", text="wat kan ik zelf doen", intent="faq_relieve_yourself")
+    text = rendered(domain, result["responses"][0])
+    lines = text.splitlines()
+    assert lines[-1] == "Bron: Veelgestelde vragen – Hoe kan ik zelf mijn rugpijn verlichten?"
+    assert "3 à 4 weken" in text and "huisarts" in text
+
+
+async def test_about_and_sources(executor, domain):
+    about = rendered(domain, (await run(executor, domain, "action_answer_from_article", intent="article_about"))["responses"][0])
+    assert "Christian Vagn Uhre" in about and "17 januari 2026" in about and "6 minuten" in about
+    assert about.splitlines()[-1] == "Bron: Rugpijn? Bewegen is de sleutel naar verlichting!"
+    sources = rendered(domain, (await run(executor, domain, "action_answer_from_article", intent="article_sources"))["responses"][0])
+    assert "15. Moet ik naar de Dokter." in sources and sources.endswith("Bron: Bronnen")
+
+
+async def test_unknown_item_falls_back(executor, domain):
+    result = await run(executor, domain, "action_answer_from_article", intent="greet")
+    assert rendered(domain, result["responses"][0]).startswith("Sorry, dat begrijp ik niet goed")
+
+
+async def test_clarify_offers_up_to_three_topics(executor, domain):
+    ranking = [
+        {"name": "nlu_fallback", "confidence": 1.0},
+        {"name": "section_role_of_movement", "confidence": 0.41},
+        {"name": "section_active_vs_rest", "confidence": 0.38},
+        {"name": "greet", "confidence": 0.12},
+        {"name": "faq_why_movement", "confidence": 0.05},
+    ]
+    search = [{"item": "faq_why_movement", "paragraph": 0, "score": 0.88}, {"item": "section_selfcare", "paragraph": 0, "score": 0.87}]
+    result = await run(executor, domain, "action_clarify", text="rust of bewegen", intent="nlu_fallback", ranking=ranking, search=search)
+    (response,) = result["responses"]
+    assert response["text"] == "Bedoel je…?"
+    assert [b["payload"] for b in response["buttons"]] == [
+        "/section_role_of_movement", "/section_active_vs_rest", "/faq_why_movement",
+    ]
+    assert response["buttons"][0]["title"] == "De rol van beweging bij rugpijn"
+
+
+async def test_clarify_without_candidates_explains(executor, domain):
+    ranking = [{"name": "nlu_fallback", "confidence": 1.0}, {"name": "greet", "confidence": 0.3}]
+    result = await run(executor, domain, "action_clarify", text="blub", intent="nlu_fallback", ranking=ranking)
+    assert rendered(domain, result["responses"][0]).startswith("Sorry, dat begrijp ik niet goed")
+
+
+async def test_session_start_introduces_and_carries_slots(executor, domain):
+    result = await run(executor, domain, "action_session_start")
+    (response,) = result["responses"]
+    text = rendered(domain, response)
+    assert "digitale assistent" in text and "Anodyne-team" in text and "fysiotherapeut Christian Vagn Uhre" in text
+    events = [event["event"] for event in result["events"]]
+    assert events[0] == "session_started" and events[-1] == "action"
+    assert "slot" in events  # carried over
+
+
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        ("wat kost het zitkussen?", ["Ergonomisch Zitkussen"]),
+        ("helpt dat shirt voor mijn houding?", ["Women's Posture Shirt™ Zipper - Nude"]),
+        ("welke producten verkopen jullie?", ["Women's Posture Shirt™ Zipper - Nude", "Ergonomisch Zitkussen"]),
+    ],
+)
+async def test_product_answers(executor, domain, text, names):
+    result = await run(executor, domain, "action_answer_product", text=text, intent="ask_product")
+    assert [r["text"].split(" – ")[0] for r in result["responses"]] == names
+    for response in result["responses"]:
+        answer = rendered(domain, response)
+        assert "€" in answer and "Bespaar 37%" in answer
+        assert "Lees meer" not in answer  # no link until one is configured
+
+
+async def test_product_not_in_article(executor, domain):
+    result = await run(executor, domain, "action_answer_product", text="hebben jullie een kniebrace?", intent="ask_product")
+    assert rendered(domain, result["responses"][0]).startswith("Dit artikel noemt daar geen product voor.")
+
+
+async def answer_with_slots(executor, domain, text, intent, **slots):
+    state = tracker(text=text, intent=intent)
+    state["slots"].update(slots)
+    return await executor.run({"next_action": "action_answer_from_article", "sender_id": "t", "tracker": state, "domain": domain, "version": "3.6.2"})
+
+
+async def test_contextual_product_mention_when_words_and_topic_fit(executor, domain):
+    result = await answer_with_slots(executor, domain, "ik zit de hele dag op kantoor, wat kan ik zelf doen?", "faq_relieve_yourself")
+    texts = [r["text"] for r in result["responses"]]
+    assert texts[0].splitlines()[-1].startswith("Bron: ")  # the answer comes first, cited
+    assert texts[1].startswith("Uit onze winkel: Ergonomisch Zitkussen")
+    assert "€\xa069,00" in texts[1] and "Lees meer" not in texts[1]  # no link until configured
+    assert result["events"] == [{"event": "slot", "timestamp": None, "name": "products_mentioned", "value": ["seat_cushion"]}]
+
+
+async def test_no_mention_without_the_visitors_words_or_for_other_topics(executor, domain):
+    plain = await answer_with_slots(executor, domain, "wat kan ik zelf doen tegen rugpijn?", "faq_relieve_yourself")
+    assert len(plain["responses"]) == 1 and plain["events"] == []
+    other_topic = await answer_with_slots(executor, domain, "ik zit veel, wie schreef dit?", "article_about")
+    assert len(other_topic["responses"]) == 1
+
+
+async def test_mention_at_most_once_per_product(executor, domain):
+    result = await answer_with_slots(
+        executor, domain, "ik zit de hele dag, wat kan ik zelf doen?", "faq_relieve_yourself", products_mentioned=["seat_cushion"]
+    )
+    assert len(result["responses"]) == 1
+
+
+@pytest.mark.parametrize("level", ["soon", "urgent_now", "urgent_112"])
+async def test_no_mention_after_an_escalation(executor, domain, level):
+    result = await answer_with_slots(
+        executor, domain, "ik zit de hele dag, wat kan ik zelf doen?", "faq_relieve_yourself", escalation_level=level
+    )
+    assert len(result["responses"]) == 1 and "winkel" not in result["responses"][0]["text"]
+
+
+async def test_configured_link_is_shown(executor, domain, monkeypatch):
+    from actions import products
+
+    settings = {**products.product_settings(), "products": {**products.product_settings()["products"]}}
+    settings["products"]["posture_shirt"] = {**settings["products"]["posture_shirt"], "url": "https://winkel.example/shirt"}
+    monkeypatch.setattr(products, "product_settings", lambda: settings)
+    result = await run(executor, domain, "action_answer_product", text="wat kost het posture shirt?", intent="ask_product")
+    assert result["responses"][0]["text"].endswith("Lees meer: https://winkel.example/shirt")
