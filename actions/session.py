@@ -11,6 +11,19 @@ from actions.knowledge import knowledge_base, metadata_values
 from actions.replies import reply
 
 
+def introduced_in_this_session(tracker: Tracker) -> bool:
+    """True when the widget's `/session_start` arrives in a session that already began with the
+    introduction (Rasa starts a new sender's session itself, then the payload asks again)."""
+    if tracker.latest_message.get("intent", {}).get("name") != "session_start":
+        return False
+    for event in reversed(tracker.events):
+        if event.get("event") == "session_started":
+            return False
+        if event.get("event") == "bot":
+            return True
+    return False
+
+
 class ActionSessionStart(Action):
     """Rasa's session start, plus the introduction: a digital assistant, this article, no diagnosis."""
 
@@ -27,6 +40,7 @@ class ActionSessionStart(Action):
                 for name, value in tracker.current_slot_values().items()
                 if value is not None and name != "session_started_metadata"
             ]
-        dispatcher.utter_message(text=reply("introduction", **metadata_values(knowledge_base())))
+        if not introduced_in_this_session(tracker):
+            dispatcher.utter_message(text=reply("introduction", **metadata_values(knowledge_base())))
         events.append(ActionExecuted("action_listen"))
         return events

@@ -120,6 +120,30 @@ async def test_session_start_introduces_and_carries_slots(executor, domain):
     assert "slot" in events  # carried over
 
 
+async def test_widget_start_payload_does_not_repeat_the_introduction(executor, domain):
+    """Rasa starts a new sender's session (with the introduction), then `/session_start` arrives."""
+    started = [
+        {"event": "action", "name": "action_session_start"},
+        {"event": "session_started"},
+        {"event": "bot", "text": "Hoi! Ik ben de digitale assistent…"},
+        {"event": "action", "name": "action_listen"},
+        {"event": "user", "text": "/session_start", "parse_data": {"intent": {"name": "session_start"}}},
+    ]
+    result = await run(executor, domain, "action_session_start", text="/session_start", intent="session_start", events=started)
+    assert result["responses"] == []
+    assert result["events"][0]["event"] == "session_started"
+
+
+async def test_expired_session_introduces_again(executor, domain):
+    earlier = [
+        {"event": "session_started"},
+        {"event": "bot", "text": "Hoi! Ik ben de digitale assistent…"},
+        {"event": "user", "text": "hoi", "parse_data": {"intent": {"name": "greet"}}},
+    ]
+    result = await run(executor, domain, "action_session_start", text="hoi", intent="greet", events=earlier)
+    assert len(result["responses"]) == 1
+
+
 @pytest.mark.parametrize(
     "text, names",
     [

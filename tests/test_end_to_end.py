@@ -19,9 +19,9 @@ def test_first_turn_introduces_a_digital_assistant(conversation):
     assert not any("digitale assistent" in text for text in conversation.texts("hallo nogmaals"))
 
 
-def test_widget_start_payload_introduces(conversation):
+def test_widget_start_payload_introduces_once(conversation):
     texts = conversation.texts("/session_start")
-    assert any("digitale assistent" in text for text in texts)
+    assert sum("digitale assistent" in text for text in texts) == 1
 
 
 def test_answer_quotes_the_article_and_names_its_section(conversation):
