@@ -13,14 +13,17 @@ from actions.replies import reply
 
 def introduced_in_this_session(tracker: Tracker) -> bool:
     """True when the widget's `/session_start` arrives in a session that already began with the
-    introduction (Rasa starts a new sender's session itself, then the payload asks again)."""
+    introduction (Rasa starts a new sender's session itself, then the payload asks again).
+
+    Rasa logs a session start as: action `action_session_start`, its bot messages, `session_started`.
+    """
     if tracker.latest_message.get("intent", {}).get("name") != "session_start":
         return False
     for event in reversed(tracker.events):
-        if event.get("event") == "session_started":
-            return False
         if event.get("event") == "bot":
             return True
+        if event.get("event") == "action" and event.get("name") == "action_session_start":
+            return False
     return False
 
 

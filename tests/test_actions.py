@@ -122,10 +122,10 @@ async def test_session_start_introduces_and_carries_slots(executor, domain):
 
 async def test_widget_start_payload_does_not_repeat_the_introduction(executor, domain):
     """Rasa starts a new sender's session (with the introduction), then `/session_start` arrives."""
-    started = [
+    started = [  # the order in which Rasa logs its own session start
         {"event": "action", "name": "action_session_start"},
-        {"event": "session_started"},
         {"event": "bot", "text": "Hoi! Ik ben de digitale assistent…"},
+        {"event": "session_started"},
         {"event": "action", "name": "action_listen"},
         {"event": "user", "text": "/session_start", "parse_data": {"intent": {"name": "session_start"}}},
     ]
@@ -136,8 +136,9 @@ async def test_widget_start_payload_does_not_repeat_the_introduction(executor, d
 
 async def test_expired_session_introduces_again(executor, domain):
     earlier = [
-        {"event": "session_started"},
+        {"event": "action", "name": "action_session_start"},
         {"event": "bot", "text": "Hoi! Ik ben de digitale assistent…"},
+        {"event": "session_started"},
         {"event": "user", "text": "hoi", "parse_data": {"intent": {"name": "greet"}}},
     ]
     result = await run(executor, domain, "action_session_start", text="hoi", intent="greet", events=earlier)
