@@ -9,6 +9,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.knowledge import knowledge_base, latest_intent, metadata_values, search_hits
 from actions.products import contextual_product, product_line, product_settings
+from actions.handoff import is_staff
 from actions.replies import reply
 from bot.knowledge_base import Item, KnowledgeBase
 from bot.knowledge_base.answers import relevant_paragraphs
@@ -46,8 +47,9 @@ class ActionAnswerFromArticle(Action):
 
 
 def mention_product(dispatcher: CollectingDispatcher, tracker: Tracker, kb: KnowledgeBase, item: Item) -> List[Dict[Text, Any]]:
-    """One "Uit onze winkel" line when a product fits; never once a conversation was escalated."""
-    if (tracker.get_slot("escalation_level") or "none") != "none":
+    """One "Uit onze winkel" line when a product fits; never once a conversation was escalated,
+    never to staff."""
+    if (tracker.get_slot("escalation_level") or "none") != "none" or is_staff(tracker):
         return []
     mentioned = list(tracker.get_slot("products_mentioned") or [])
     settings = product_settings()

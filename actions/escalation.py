@@ -4,14 +4,16 @@ from __future__ import annotations
 from typing import Any, Dict, List, Text
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import clock
 from actions.article import utter_item
+from actions.handoff import contact_time, is_staff, notify_staff
 from actions.knowledge import knowledge_base, search_hits
 from actions.replies import reply
 from bot.escalation import LEVELS, combine_level
+from bot.staff.handoff import HANDOFF_SLOT
 
 WARNING_SIGNS = "warning_signs"
 URGENT_LEVELS = ("urgent_now", "urgent_112")
@@ -69,7 +71,7 @@ class ActionEscalate(Action):
     def name(self) -> Text:
         return "action_escalate"
 
-    def run(
+    async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[Dict[Text, Any]]:
         detection = tracker.latest_message.get(WARNING_SIGNS) or {}
@@ -80,20 +82,39 @@ class ActionEscalate(Action):
                 answer_question(dispatcher, tracker)
                 return []
             new_signs.append(LEARNED_SYMPTOM_REPORT)
-        earlier = earlier_signs(tracker)
+        staff = is_staff(tracker)
+        earlier = [] if staff else earlier_signs(tracker)  # staff quote signs: only this message counts
         signs = earlier + [sign for sign in new_signs if sign not in earlier]
         learned = LEARNED_LEVEL if LEARNED_SYMPTOM_REPORT in new_signs else "none"
         level = max(combine_level(signs), learned, key=LEVELS.index)
         highest = max(level, tracker.get_slot("escalation_level") or "none", key=LEVELS.index)
         events = [SlotSet("warning_signs", signs), SlotSet("escalation_level", highest)]
         moment = clock.now()
+        text = reply(escalation_response(level, clock.is_office_hours(moment), escalating_signs(detection)))
+        if staff:  # staff are not escalated: they see the policy text for the level, marked as such
+            dispatcher.utter_message(text=reply("staff_policy_text", level=level, text=text))
+            if level not in URGENT_LEVELS:
+                answer_question(dispatcher, tracker, fallback=False)
+            return []
         dispatcher.utter_message(
-            text=reply(escalation_response(level, clock.is_office_hours(moment), escalating_signs(detection))),
-            escalation={"level": level, "signs": new_signs, "time": moment.isoformat(timespec="minutes")},
+            text=text, escalation={"level": level, "signs": new_signs, "time": moment.isoformat(timespec="minutes")}
         )
         if level in URGENT_LEVELS:
             dispatcher.utter_message(text=reply("help_later"))
-            return events
-        answer_question(dispatcher, tracker, fallback=False)
-        return events
+        else:
+            answer_question(dispatcher, tracker, fallback=False)
+        return events + await hand_off(dispatcher, tracker, level, signs)
+
+
+async def hand_off(dispatcher: CollectingDispatcher, tracker: Tracker, level: str, signs: List[str]) -> List[EventType]:
+    """Notify staff of an escalation at `soon` or higher (again only when the level rises during an
+    open hand-off). After an urgent referral the visitor is told nothing more: nothing may compete."""
+    previous = tracker.get_slot("escalation_level") or "none"
+    if level == "none" or (tracker.get_slot(HANDOFF_SLOT) and LEVELS.index(level) <= LEVELS.index(previous)):
+        return []
+    if not await notify_staff(dispatcher, tracker, reply("hand_off_reason_escalation", level=level), level, signs):
+        return []
+    if level not in URGENT_LEVELS:
+        dispatcher.utter_message(text=reply("escalation_staff_notified", contact_time=contact_time()))
+    return [SlotSet(HANDOFF_SLOT, True)]
 

@@ -1,15 +1,21 @@
-"""Shared fixtures: the running stack (real action server + Rasa server on free loopback ports)."""
+"""Shared fixtures: the running stack (real action server + Rasa server + demo page on free ports)."""
 from __future__ import annotations
 
 import os
+import secrets
+import time
 import uuid
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List
+from urllib.parse import quote
 
 import pytest
 import requests
 
-from bot.stack import RASA_MODEL, ROOT, running_stack
+from bot.stack import RASA_MODEL, ROOT, free_port, running_stack
+from bot.staff.notifiers import MatrixSettings
+from synapse_server import Homeserver, StaffUser, start_synapse
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.chdir(ROOT)  # the bot reads data/ and models/ relative to the repository root
@@ -17,14 +23,66 @@ os.chdir(ROOT)  # the bot reads data/ and models/ relative to the repository roo
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
 
+@dataclass
+class MatrixSetup:
+    """The test homeserver, the assistant's Matrix settings, a staff user and the staff room."""
+
+    homeserver: Homeserver
+    settings: MatrixSettings
+    staff: StaffUser
+    rasa_port: int
+
+    @property
+    def room(self) -> str:
+        return self.settings.staff_room
+
+    @property
+    def env(self) -> Dict[str, str]:
+        """The MATRIX_* variables the Rasa and action servers get."""
+        return {variable: getattr(self.settings, key) for key, variable in MatrixSettings.VARIABLES.items()}
+
+    def invite_bot(self, timeout: float = 30.0) -> None:
+        """Staff invite the bot; the Matrix channel joins when the homeserver pushes the invite."""
+        room = quote(self.room, safe="")
+        self.staff.api("POST", f"/rooms/{room}/invite", json={"user_id": self.settings.bot_user})
+        deadline = time.monotonic() + timeout
+        while self.settings.bot_user not in self.staff.api("GET", f"/rooms/{room}/joined_members")["joined"]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the bot did not join the staff room within {timeout:.0f} s")
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
+def matrix(tmp_path_factory):
+    """Synapse (loopback, SQLite) with the assistant registered as application service. Started
+    before the stack: the Rasa server reads the Matrix settings when it starts."""
+    directory = tmp_path_factory.mktemp("synapse")
+    logs = ARTIFACTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    rasa_port = free_port()
+    homeserver, settings = start_synapse(directory, f"http://127.0.0.1:{rasa_port}/webhooks/matrix", logs / "synapse.log")
+    try:
+        staff = homeserver.register("medewerker", secrets.token_hex(12))
+        room = staff.api("POST", "/createRoom", json={"name": "Rugpijn-assistent: medewerkers", "preset": "private_chat"})
+        yield MatrixSetup(homeserver, replace(settings, staff_room=room["room_id"]), staff, rasa_port)
+    finally:
+        homeserver.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, matrix):
     if not RASA_MODEL.exists():
         pytest.fail(f"{RASA_MODEL} is missing: run `make train` (make test does it)")
     work = tmp_path_factory.mktemp("stack")
     logs = ARTIFACTS / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    with running_stack(work_dir=work, tracker_db=work / "conversations.db", log_dir=logs) as running:
+    # web=True: the demo page with the chat widget too (tests/test_widget_browser.py), on a free port
+    # the Matrix staff channel too (tests/test_matrix_channel.py): one Rasa server for every test
+    with running_stack(
+        work_dir=work, tracker_db=work / "conversations.db", log_dir=logs, web=True,
+        rasa_port=matrix.rasa_port, env=matrix.env,
+    ) as running:
+        matrix.invite_bot()
         yield running
 
 

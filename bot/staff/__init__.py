@@ -1,0 +1,1 @@
+"""Staff channels: hand-off notices to a staff room (Matrix, Slack or Telegram) and their settings."""

@@ -1,0 +1,57 @@
+"""Mirrors a visitor's messages to the staff channel while a hand-off is open.
+
+An event broker (endpoints.yml `event_broker`), so it sees every conversation whatever its channel:
+the slot `handoff_active` opens and closes a hand-off (set by action_hand_off / action_escalate,
+cleared by the staff command `!klaar`), and each visitor message in between is posted to staff.
+Which hand-offs are open is kept in memory: after a restart of the Rasa server, open hand-offs
+are no longer mirrored until they are opened again.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Dict, Optional, Set, Text
+
+from rasa.core.brokers.broker import EventBroker
+from rasa.utils.endpoints import EndpointConfig
+
+from bot.staff.handoff import HANDOFF_SLOT
+from bot.staff.notifiers import StaffNotifier, staff_notifier_from_env
+
+logger = logging.getLogger(__name__)
+
+
+class HandOffMirror(EventBroker):
+    def __init__(self, notifier: Optional[StaffNotifier]) -> None:
+        self.notifier = notifier
+        self.open: Set[str] = set()
+        self._tasks: Set[asyncio.Task] = set()
+
+    @classmethod
+    async def from_endpoint_config(cls, broker_config: EndpointConfig, event_loop: Optional[asyncio.AbstractEventLoop] = None) -> "HandOffMirror":
+        return cls(staff_notifier_from_env())
+
+    def publish(self, event: Dict[Text, Any]) -> None:
+        sender = str(event.get("sender_id"))
+        if event.get("event") == "slot" and event.get("name") == HANDOFF_SLOT:
+            (self.open.add if event.get("value") else self.open.discard)(sender)
+        elif event.get("event") == "user" and sender in self.open and self.notifier is not None:
+            from actions.replies import reply
+
+            text = reply("hand_off_mirror", conversation_id=sender, text=event.get("text") or "")
+            task = asyncio.get_running_loop().create_task(self._post(text))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _post(self, text: str) -> None:
+        try:
+            await self.notifier.post(text)  # type: ignore[union-attr]
+        except Exception as error:  # a staff channel that is down must not break the conversation
+            logger.error(f"Could not mirror a message to the staff channel: {error}")
+
+    def is_ready(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
