@@ -19,6 +19,9 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 
 INSTALLED := $(VENV)/.installed
+SYNAPSE_VENV := .venv-synapse
+SYNAPSE_INSTALLED := $(SYNAPSE_VENV)/.installed
+NODE_MODULES := node_modules/.package-lock.json
 KNOWLEDGE_BASE := models/knowledge_base.json
 EMBEDDING_MODEL := models/multilingual-e5-small/model.safetensors
 SPACY_PIPELINE := models/spacy-nl/meta.json
@@ -26,10 +29,10 @@ RASA_MODEL := models/assistant.tar.gz
 TRAIN_INPUTS := config.yml domain.yml $(wildcard data/*.yml data/nlu/*.yml) \
 	$(wildcard bot/components/*.py bot/escalation/*) $(KNOWLEDGE_BASE) $(EMBEDDING_MODEL) $(SPACY_PIPELINE)
 
-.PHONY: help install build train run shell test bench clean
+.PHONY: help install chromium synapse build train run shell test bench clean
 
 help:
-	@echo "make run    serve the assistant (Rasa :$(RASA_PORT), actions :$(ACTIONS_PORT))"
+	@echo "make run    serve the assistant (chat page http://localhost:$(WEB_PORT), Rasa :$(RASA_PORT), actions :$(ACTIONS_PORT))"
 	@echo "make test   run every test"
 	@echo "make install | build | train | shell | bench | clean"
 
@@ -49,7 +52,29 @@ $(EMBEDDING_MODEL): $(INSTALLED) $(wildcard bot/embeddings/*.py)
 $(SPACY_PIPELINE): $(INSTALLED) bot/nlp.py
 	$(BIN)/python -m bot.cli build-spacy
 
-install: $(INSTALLED)
+# The chat widget (rasa-webchat) from the committed lockfile; scripts off: only its bundle is used.
+$(NODE_MODULES): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+# The browser tests/test_widget_browser.py drives (Playwright's own browser download cannot work here).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# The Matrix homeserver tests/test_matrix_channel.py runs (Synapse, pinned) in its own venv: its
+# dependencies clash with Rasa's. Rebuilt only when matrix/synapse-requirements.txt changes.
+$(SYNAPSE_INSTALLED): matrix/synapse-requirements.txt
+	@test -x "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) not found at $(PYTHON) (pyenv install $(PYTHON_VERSION))"; exit 1; }
+	rm -rf $(SYNAPSE_VENV) && $(PYTHON) -m venv $(SYNAPSE_VENV)
+	$(SYNAPSE_VENV)/bin/pip install --quiet --upgrade pip
+	$(SYNAPSE_VENV)/bin/pip install --quiet -r matrix/synapse-requirements.txt
+	touch $@
+
+synapse: $(SYNAPSE_INSTALLED)
+
+install: $(INSTALLED) $(NODE_MODULES) chromium $(SYNAPSE_INSTALLED)
 build: install $(KNOWLEDGE_BASE) $(EMBEDDING_MODEL) $(SPACY_PIPELINE)
 
 $(RASA_MODEL): $(INSTALLED) $(TRAIN_INPUTS)
@@ -69,8 +94,9 @@ test: train
 		--fail-on-prediction-errors --out results/stories
 	$(BIN)/python -m pytest
 
+# Options: make bench BENCH_ARGS="--skip-train --wait-quiet 1.0" (see python -m bot.cli bench -h)
 bench: train
-	$(BIN)/python -m bot.cli bench
+	$(BIN)/python -m bot.cli bench $(BENCH_ARGS)
 
 clean:
 	rm -rf models .rasa results reports

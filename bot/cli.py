@@ -47,8 +47,12 @@ def train(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> None:
     rasa_port = int(os.environ.get("RASA_PORT", 5005))
     actions_port = int(os.environ.get("ACTIONS_PORT", 5055))
-    with running_stack(rasa_port=rasa_port, actions_port=actions_port, work_dir=ROOT / "var") as stack:
-        print(f"Assistant ready: REST {stack.rest_url} (actions on :{actions_port}). Ctrl-C stops.")
+    web_port = int(os.environ.get("WEB_PORT", 8000))
+    with running_stack(
+        rasa_port=rasa_port, actions_port=actions_port, work_dir=ROOT / "var", web=True, web_port=web_port
+    ) as stack:
+        print(f"Assistant ready: chat page http://localhost:{web_port}, REST {stack.rest_url} "
+              f"(actions on :{actions_port}). Ctrl-C stops.")
         try:
             for process in stack.processes:
                 process.wait()
@@ -82,6 +86,24 @@ def evaluate(args: argparse.Namespace) -> None:
         print(f"{name:>18}: {accuracy:.1%}")
 
 
+def bench(args: argparse.Namespace) -> None:
+    """Accuracy against baselines, latency, throughput, training time, memory (bot/benchmark.py)."""
+    from bot.benchmark import run_benchmark
+
+    run_benchmark(skip_train=args.skip_train, messages=args.messages, profile=args.profile, quiet_load=args.wait_quiet)
+
+
+def matrix_registration(args: argparse.Namespace) -> None:
+    """Print the homeserver's application service registration, from the MATRIX_* variables."""
+    from bot.channels.matrix import registration_yaml
+    from bot.staff.notifiers import MatrixSettings
+
+    settings = MatrixSettings.from_env()
+    if settings is None:
+        sys.exit("Set " + ", ".join(MatrixSettings.VARIABLES.values()) + " first (README, Staff channel).")
+    print(registration_yaml(settings, args.url), end="")
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bot.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -90,11 +112,22 @@ def main(argv: Optional[List[str]] = None) -> None:
         ("build-embedding-model", build_embedding_model, "convert the bundled e5 model to sentence-transformers"),
         ("build-spacy", build_spacy, "save the Dutch spaCy pipeline to models/spacy-nl"),
         ("train", train, "train the Rasa model (models/assistant.tar.gz)"),
-        ("run", run, "serve the assistant: Rasa on RASA_PORT, actions on ACTIONS_PORT"),
+        ("run", run, "serve the assistant: Rasa on RASA_PORT, actions on ACTIONS_PORT, the chat page on WEB_PORT"),
         ("shell", shell, "talk to the assistant in the terminal"),
         ("evaluate", evaluate, "dev-set top-1 per retrieval method (needs `make run`)"),
     ]:
         commands.add_parser(name, help=help_text).set_defaults(function=function)
+    bench_parser = commands.add_parser("bench", help="benchmark the real stack: writes reports/bench.json")
+    bench_parser.add_argument("--skip-train", action="store_true", help="skip the ~6 min `rasa train --force` (train_s: null)")
+    bench_parser.add_argument("--messages", type=int, default=240, help="single-user messages (at least 200)")
+    bench_parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
+                              help="profile one message's path (default: only when a target is missed)")
+    bench_parser.add_argument("--wait-quiet", type=float, metavar="LOAD",
+                              help="before the latency runs, wait (up to 15 min) for a 1-min load average below LOAD")
+    bench_parser.set_defaults(function=bench)
+    registration_parser = commands.add_parser("matrix-registration", help="print the Matrix application service registration")
+    registration_parser.add_argument("--url", required=True, help="where the homeserver reaches Rasa, e.g. http://rasa:5005/webhooks/matrix")
+    registration_parser.set_defaults(function=matrix_registration)
     args = parser.parse_args(argv)
     args.function(args)
 
