@@ -80,12 +80,16 @@ class ActionAnswerProduct(Action):
         kb = knowledge_base()
         settings = product_settings()
         text = tracker.latest_message.get("text") or ""
+        words = words_of(text)
         named = products_named(text, list(kb.products), settings)
-        if not named and words_of(text) & set(settings["shop_words"]):
+        other_thing = words & set(settings["not_in_article_words"] + settings["medication_words"])
+        if not named and not other_thing and words & set(settings["shop_words"]):
             named = list(kb.products)
         if not named:
             names = " en ".join(p.name for p in kb.products)
             dispatcher.utter_message(text=reply("product_not_in_article", names=names))
+            if words & set(settings["medication_words"]):
+                dispatcher.utter_message(text=reply("medication_pointer"))
             return []
         for product in named:
             dispatcher.utter_message(text=product_line(product, settings, "product"), product=product.id)

@@ -162,9 +162,15 @@ async def test_product_answers(executor, domain, text, names):
         assert "Lees meer" not in answer  # no link until one is configured
 
 
-async def test_product_not_in_article(executor, domain):
-    result = await run(executor, domain, "action_answer_product", text="hebben jullie een kniebrace?", intent="ask_product")
-    assert rendered(domain, result["responses"][0]).startswith("Dit artikel noemt daar geen product voor.")
+@pytest.mark.parametrize(
+    "text", ["hebben jullie een kniebrace?", "verkopen jullie ook matrassen?", "kan ik bij jullie pijnstillers kopen?"]
+)
+async def test_product_not_in_article(executor, domain, text):
+    result = await run(executor, domain, "action_answer_product", text=text, intent="ask_product")
+    texts = [rendered(domain, response) for response in result["responses"]]
+    assert texts[0].startswith("Dit artikel noemt daar geen product voor.")
+    assert not any("€" in answer for answer in texts)
+    assert any("apotheek" in answer for answer in texts) == ("pijnstillers" in text)
 
 
 async def answer_with_slots(executor, domain, text, intent, **slots):
