@@ -339,6 +339,8 @@ def test_negation_scope_is_limited(detector, text, level):
         ("Kun je van rugpijn koorts krijgen?", "fever"),
         ("What if I get a fever?", "fever"),
         ("In case I can't pee, what should I do?", "urinary_retention"),
+        ("Moet ik me zorgen maken als mijn been later gaat tintelen?", "one_leg_numbness"),
+        ("Mijn zus zei dat je bij een doof gevoel in je kruis moet bellen.", "saddle_anaesthesia"),
     ],
 )
 def test_hypotheticals_are_set_apart(detector, text, sign):
@@ -355,6 +357,9 @@ def test_hypotheticals_are_set_apart(detector, text, sign):
         ("Wat als het erger wordt? Ik kan nu al niet meer plassen.", "urgent_now"),
         ("Ik heb koorts, wat als het erger wordt?", "soon"),
         ("Wat moet ik doen als ik niet meer kan plassen?", "urgent_now"),  # unsure: escalate
+        ("Als mijn been tintelt, wat moet ik doen?", "soon"),  # no future verb: a real symptom
+        # passed-on advice is general; the writer's own sign after "en" is real
+        ("De huisarts zei dat je bij koorts moet bellen en ik heb nu koorts", "soon"),
     ],
 )
 def test_hypothetical_scope_is_limited(detector, text, level):
