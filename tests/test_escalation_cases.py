@@ -4,7 +4,8 @@ Detector level only (no Rasa, no running stack). The policy's three figures:
   * every urgent case (urgent_112 or urgent_now) comes out at an urgent level;
   * at least 95% of the soon cases come out at soon or higher;
   * no none case comes out at an urgent level.
-Over-escalation (none -> soon) is a cost, measured but tolerated: it is reported, not asserted.
+Over-escalation is a cost the policy tolerates ("when unsure, the higher level"), but it may not
+grow: its measured counts are upper bounds (lower them when a change of signs.yml lowers them).
 
     .venv/bin/python -m pytest tests/test_escalation_cases.py -q -rA
 """
@@ -16,11 +17,15 @@ from typing import Dict, List, Tuple
 import pytest
 import yaml
 
-from bot.escalation import LEVELS, Detection, get_detector
+from bot.escalation.detector import Detection, get_detector
+from bot.levels import LEVELS, level_rank
 
 CASES_FILE = Path(__file__).with_name("escalation_cases.yml")
 URGENT = ("urgent_now", "urgent_112")
 SOON_RECALL = 0.95
+# Over-escalation measured on the 262 cases: none -> soon 0; above the label at all 2 (soon -> urgent).
+MAX_NONE_TO_SOON = 0
+MAX_ABOVE_LABEL = 2
 
 
 def load_cases() -> List[dict]:
@@ -74,12 +79,13 @@ def test_no_none_case_is_urgent(results):
 
 
 def test_report_over_escalation(results, capsys):
-    """Not a requirement: prints the confusion table and the none -> soon cases (-rA shows it)."""
+    """Over-escalation stays within its measured bounds; prints the confusion table (-rA)."""
     table: Dict[Tuple[str, str], int] = {}
     for case, detection in results:
         key = (case["level"], detection.level)
         table[key] = table.get(key, 0) + 1
     over = [(case, d) for case, d in by_level(results, "none") if d.level == "soon"]
+    above = [(case, d) for case, d in results if level_rank(d.level) > level_rank(case["level"])]
     with capsys.disabled():
         print(f"\nescalation cases: {len(results)}")
         for expected in LEVELS:
@@ -88,3 +94,5 @@ def test_report_over_escalation(results, capsys):
         print(f"none -> soon: {len(over)}")
         if over:
             print(describe(over))
+    assert len(over) <= MAX_NONE_TO_SOON, f"none -> soon: {len(over)} > {MAX_NONE_TO_SOON}:\n{describe(over)}"
+    assert len(above) <= MAX_ABOVE_LABEL, f"above label: {len(above)} > {MAX_ABOVE_LABEL}:\n{describe(above)}"

@@ -11,24 +11,20 @@ import pytest
 import yaml
 
 from bot.escalation import (
-    DEFAULT_SIGNS_PATH,
-    LEVELS,
-    Detection,
-    SignMatch,
+    ConversationSigns,
     SignsFileError,
-    WarningSignDetector,
-    combine_level,
-    compare_levels,
-    get_detector,
-    level_rank,
+    conversation_level,
     load_sign_book,
-    max_level,
+    parse_sign_book,
+    remember,
 )
-from bot.escalation.detector import parse_sign_book
+from bot.escalation.detector import Detection, SignDetector, SignMatch, get_detector
+from bot.levels import LEVELS, level_rank, max_level
+from bot.paths import SIGNS
 
 
 @pytest.fixture(scope="module")
-def detector() -> WarningSignDetector:
+def detector() -> SignDetector:
     return get_detector()
 
 
@@ -110,15 +106,15 @@ def test_levels_are_ordered():
     assert [level_rank(level) for level in LEVELS] == [0, 1, 2, 3]
     assert max_level("soon", "urgent_112", "none") == "urgent_112"
     assert max_level() == "none"
-    assert compare_levels("urgent_now", "soon") == 1
-    assert compare_levels("none", "none") == 0
-    assert compare_levels("soon", "urgent_112") == -1
+    assert level_rank("urgent_now") > level_rank("soon")
+    assert max_level("none", "none") == "none"
+    assert level_rank("soon") < level_rank("urgent_112")
     with pytest.raises(ValueError):
         level_rank("red")
 
 
 def test_every_sign_has_id_level_description_and_patterns(book):
-    raw = yaml.safe_load(Path(DEFAULT_SIGNS_PATH).read_text(encoding="utf-8"))
+    raw = yaml.safe_load(Path(SIGNS).read_text(encoding="utf-8"))
     for sign in raw["signs"]:
         assert sign["id"] == sign["id"].lower() and " " not in sign["id"]
         assert sign["level"] in LEVELS
@@ -157,7 +153,7 @@ def test_policy_signs_have_the_policy_level(book):
 
 
 def test_bad_signs_file_is_rejected_when_loading():
-    data = yaml.safe_load(Path(DEFAULT_SIGNS_PATH).read_text(encoding="utf-8"))
+    data = yaml.safe_load(Path(SIGNS).read_text(encoding="utf-8"))
     broken = copy.deepcopy(data)
     broken["signs"][0]["level"] = "red"
     with pytest.raises(SignsFileError):
@@ -168,6 +164,14 @@ def test_bad_signs_file_is_rejected_when_loading():
         parse_sign_book(broken)
     broken = copy.deepcopy(data)
     broken["terms"]["PAIN"]["words"].append(False)  # what YAML makes of a bare `no`
+    with pytest.raises(SignsFileError):
+        parse_sign_book(broken)
+    broken = copy.deepcopy(data)
+    del broken["settings"]["max_term_candidates"]  # the engine has no defaults for bounds
+    with pytest.raises(SignsFileError):
+        parse_sign_book(broken)
+    broken = copy.deepcopy(data)
+    broken["negation"]["coordination"] = ["of", "de"]  # conjunctions and fillers are kept apart
     with pytest.raises(SignsFileError):
         parse_sign_book(broken)
 
@@ -377,57 +381,75 @@ def test_fever_alone_is_soon_and_with_feeling_ill_urgent(detector):
     assert detector.detect("Ik heb koorts en ik voel me echt heel ziek").level == "urgent_now"
 
 
-def test_memory_fever_then_feeling_ill(detector):
+def remember_after(detector, earlier: str, now: str) -> ConversationSigns:
+    """The conversation's memory after two messages."""
+    return remember([], [detector.detect(earlier).to_dict()], detector.detect(now).to_dict())
+
+
+def test_memory_fever_then_feeling_ill(detector, book):
     first = detector.detect("ik heb koorts")
     assert first.level == "soon"
-    second = detector.detect("ik voel me echt heel ziek", earlier_sign_ids=first.sign_ids)
-    assert second.level == "urgent_now"
-    assert "fever_and_feeling_ill" in found(second)
-    combo = next(m for m in second.signs if m.sign_id == "fever_and_feeling_ill")
-    assert "eerder: fever" in combo.text
+    second = detector.detect("ik voel me echt heel ziek")
+    memory = remember([], [first.to_dict()], second.to_dict())
+    assert memory.level == "urgent_now"
+    assert memory.signs[0] == "fever" and "feeling_ill" in memory.signs
+    assert "fever_and_feeling_ill" in {c.id for c in book.conversation_combinations(memory.signs)}
 
 
 def test_memory_spec_example(detector):
-    earlier = detector.detect("ik heb rugpijn").sign_ids
-    assert "back_pain" in earlier
-    later = detector.detect("en nu ook koorts en ik voel me echt ziek", earlier_sign_ids=earlier)
-    assert later.level == "urgent_now"
+    earlier = detector.detect("ik heb rugpijn")
+    assert "back_pain" in earlier.sign_ids
+    later = detector.detect("en nu ook koorts en ik voel me echt ziek")
+    memory = remember([], [earlier.to_dict()], later.to_dict())
+    assert memory.level == "urgent_now"
+    assert memory.signs[0] == "back_pain"  # a context sign of level none is remembered
 
 
 def test_memory_procedure_then_fever(detector):
-    earlier = detector.detect("Ik ben vorige week aan mijn rug geopereerd").sign_ids
     assert detector.detect("Ik heb nu koorts").level == "soon"
-    assert detector.detect("Ik heb nu koorts", earlier_sign_ids=earlier).level == "urgent_now"
+    memory = remember_after(detector, "Ik ben vorige week aan mijn rug geopereerd", "Ik heb nu koorts")
+    assert memory.level == "urgent_now"
 
 
 def test_memory_one_leg_then_other_leg(detector):
-    earlier = detector.detect("Mijn linkerbeen is gevoelloos").sign_ids
-    later = detector.detect("En nu zit het ook in mijn andere been", earlier_sign_ids=earlier)
-    assert later.level == "urgent_now"
+    memory = remember_after(detector, "Mijn linkerbeen is gevoelloos", "En nu zit het ook in mijn andere been")
+    assert memory.level == "urgent_now"
 
 
 def test_memory_first_episode_and_age(detector):
-    earlier = detector.detect("Ik ben 61 jaar oud").sign_ids
-    assert detector.detect("Ik heb voor het eerst rugpijn", earlier_sign_ids=earlier).level == "soon"
+    assert remember_after(detector, "Ik ben 61 jaar oud", "Ik heb voor het eerst rugpijn").level == "soon"
     assert detector.detect("Ik heb voor het eerst rugpijn").level == "none"
 
 
 def test_message_scope_combination_needs_one_message(detector):
-    earlier = detector.detect("Het begon plotseling").sign_ids
-    assert detector.detect("Ik heb wat minder kracht in mijn been", earlier_sign_ids=earlier).level == "soon"
+    assert remember_after(detector, "Het begon plotseling", "Ik heb wat minder kracht in mijn been").level == "soon"
     assert detector.detect("Ik heb plotseling minder kracht in mijn been").level == "urgent_now"
 
 
 def test_memory_does_not_replay_old_signs(detector):
     # the conversation's earlier urgent sign is not this message's level
-    detection = detector.detect("Welke oefeningen kan ik doen?", earlier_sign_ids=["urinary_retention", "fever", "feeling_ill"])
+    detection = detector.detect("Welke oefeningen kan ik doen?")
     assert detection.level == "none"
     assert not detection.signs
+    kept = ["urinary_retention", "fever", "feeling_ill"]
+    assert remember(kept, [], detection.to_dict()).signs == tuple(kept)
 
 
 def test_unknown_or_odd_memory_ids_are_ignored(detector):
-    assert detector.detect("ik heb koorts", earlier_sign_ids=["nonsense", "", None, 3]).level == "soon"
-    assert detector.detect("ik heb koorts", earlier_sign_ids=None).level == "soon"
+    detection = detector.detect("ik heb koorts").to_dict()
+    assert remember(["nonsense", "", None, 3], [], detection).level == "soon"  # type: ignore[list-item]
+    assert remember(None, [], detection).level == "soon"  # type: ignore[arg-type]
+    odd_earlier = [{}, {"signs": None}, {"signs": ["fever", None]}, {"signs": [{"sign_id": 3}]}]
+    assert remember([], odd_earlier, detection).signs == ("fever",)
+
+
+def test_remember_keeps_the_order_signs_were_first_reported():
+    earlier = [{"signs": [{"sign_id": "back_pain"}, {"sign_id": "fever"}]}]
+    now = {"signs": [{"sign_id": "fever"}, {"sign_id": "feeling_ill"}]}
+    memory = remember(["age_over_50", "back_pain"], earlier, now, extra=["learned_symptom_report"])
+    assert memory == ConversationSigns(
+        ("age_over_50", "back_pain", "fever", "feeling_ill", "learned_symptom_report"), "urgent_now"
+    )
 
 
 def test_radiating_pain_alone_is_none_with_numbness_soon(detector):
@@ -444,24 +466,24 @@ def test_one_leg_soon_both_legs_urgent(detector):
 
 
 def test_combine_level_for_the_action_server():
-    assert combine_level([]) == "none"
-    assert combine_level(["back_pain"]) == "none"
-    assert combine_level(["fever"]) == "soon"
-    assert combine_level(["fever", "feeling_ill"]) == "urgent_now"
-    assert combine_level(["back_pain", "chest_pain"]) == "urgent_112"
-    assert combine_level(["age_over_50", "first_episode"]) == "soon"
-    assert combine_level(["recent_back_procedure", "worsening"]) == "urgent_now"
+    assert conversation_level([]) == "none"
+    assert conversation_level(["back_pain"]) == "none"
+    assert conversation_level(["fever"]) == "soon"
+    assert conversation_level(["fever", "feeling_ill"]) == "urgent_now"
+    assert conversation_level(["back_pain", "chest_pain"]) == "urgent_112"
+    assert conversation_level(["age_over_50", "first_episode"]) == "soon"
+    assert conversation_level(["recent_back_procedure", "worsening"]) == "urgent_now"
     # message-scope combinations count only through their stored id
-    assert combine_level(["one_leg_weakness", "sudden_onset"]) == "soon"
-    assert combine_level(["leg_weakness_worsening_fast"]) == "urgent_now"
-    assert combine_level(["unknown", None, 5]) == "none"  # type: ignore[list-item]
-    assert combine_level(None) == "none"  # type: ignore[arg-type]
+    assert conversation_level(["one_leg_weakness", "sudden_onset"]) == "soon"
+    assert conversation_level(["leg_weakness_worsening_fast"]) == "urgent_now"
+    assert conversation_level(["unknown", None, 5]) == "none"  # type: ignore[list-item]
+    assert conversation_level(None) == "none"  # type: ignore[arg-type]
 
 
 def test_detection_level_equals_combine_level_of_its_signs(detector):
     for text in ["Ik heb koorts en voel me heel ziek", "Ik kan niet plassen", "Ik heb rugpijn", "Ik heb koorts"]:
         detection = detector.detect(text)
-        assert combine_level(detection.sign_ids) == detection.level
+        assert conversation_level(detection.sign_ids) == detection.level
 
 
 # --------------------------------------------------------------------------------------------
@@ -472,7 +494,7 @@ def test_detection_level_equals_combine_level_of_its_signs(detector):
 def test_to_dict_shape(detector):
     detection = detector.detect("Ik heb geen koorts maar kan niet plassen. Wat als ik ooit gevoelloos word?")
     data = detection.to_dict()
-    assert set(data) == {"level", "signs", "hypothetical", "negated"}
+    assert set(data) == {"level", "signs", "hypothetical", "negated", "scope"}
     assert data["level"] == "urgent_now"
     assert data["signs"][0] == {"sign_id": "urinary_retention", "level": "urgent_now", "text": "niet plassen"}
     assert [m["sign_id"] for m in data["negated"]] == ["fever"]
@@ -539,5 +561,5 @@ def test_deterministic(detector):
     first = [detector.detect(text).to_dict() for text in texts]
     for _ in range(3):
         assert [detector.detect(text).to_dict() for text in texts] == first
-    fresh = WarningSignDetector.from_file(DEFAULT_SIGNS_PATH, nlp=detector.nlp)
+    fresh = SignDetector.from_file(SIGNS, nlp=detector.nlp)
     assert [fresh.detect(text).to_dict() for text in texts] == first

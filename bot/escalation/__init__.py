@@ -1,41 +1,30 @@
 """Deterministic warning-sign detection for the escalation policy (shared/spec/escalation.md).
 
-    from bot.escalation import get_detector, combine_level
-    detection = get_detector().detect("ik kan niet meer plassen", earlier_sign_ids=["back_pain"])
+The package root is pure Python (no spaCy, no Rasa): the action server imports it for the
+conversation's level. The detector runs spaCy and lives in `bot.escalation.detector`:
+
+    from bot.escalation.detector import get_detector
+    from bot.escalation import remember
+    detection = get_detector().detect("ik kan niet meer plassen")
     detection.level            # "urgent_now"
-    detection.to_dict()        # {"level", "signs", "hypothetical", "negated"}
-    combine_level(["fever", "feeling_ill"])   # "urgent_now" (for the action server)
+    detection.to_dict()        # {"level", "signs", "hypothetical", "negated", "scope"}: the parse data
+    remember(["back_pain"], [], detection.to_dict()).level   # the conversation's level
+
+Modules: text (normalisation); signs_file, cues, sign_book (signs.yml as typed data); matcher
+(the spaCy patterns); scope (negation and hypotheticals); whose (hearsay, the writer's resolved
+past, general questions, the message flags); detector (one message); memory (the conversation).
+Levels live in bot.levels, the default signs file is bot.paths.SIGNS.
 """
-from bot.escalation.detector import (
-    DEFAULT_SIGNS_PATH,
-    LEVELS,
-    Detection,
-    SignBook,
-    SignMatch,
-    SignsFileError,
-    WarningSignDetector,
-    combine_level,
-    compare_levels,
-    get_detector,
-    level_rank,
-    load_sign_book,
-    max_level,
-    normalise_text,
-)
+from bot.escalation.memory import ConversationSigns, conversation_level, remember
+from bot.escalation.sign_book import SignBook, load_sign_book, parse_sign_book
+from bot.escalation.signs_file import SignsFileError
 
 __all__ = [
-    "DEFAULT_SIGNS_PATH",
-    "LEVELS",
-    "Detection",
+    "ConversationSigns",
     "SignBook",
-    "SignMatch",
     "SignsFileError",
-    "WarningSignDetector",
-    "combine_level",
-    "compare_levels",
-    "get_detector",
-    "level_rank",
+    "conversation_level",
     "load_sign_book",
-    "max_level",
-    "normalise_text",
+    "parse_sign_book",
+    "remember",
 ]
