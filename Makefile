@@ -27,13 +27,14 @@ EMBEDDING_MODEL := models/multilingual-e5-small/model.safetensors
 SPACY_PIPELINE := models/spacy-nl/meta.json
 RASA_MODEL := models/assistant.tar.gz
 TRAIN_INPUTS := config.yml domain.yml $(wildcard data/*.yml data/nlu/*.yml) \
-	$(wildcard bot/components/*.py bot/escalation/*) $(KNOWLEDGE_BASE) $(EMBEDDING_MODEL) $(SPACY_PIPELINE)
+	$(wildcard bot/components/*.py bot/escalation/* bot/escalation/paraphrases/*.yml) $(KNOWLEDGE_BASE) $(EMBEDDING_MODEL) $(SPACY_PIPELINE)
 
-.PHONY: help install chromium synapse build train run shell test bench clean
+.PHONY: help install chromium synapse build train run shell test test-conversations bench clean
 
 help:
 	@echo "make run    serve the assistant (chat page http://localhost:$(WEB_PORT), Rasa :$(RASA_PORT), actions :$(ACTIONS_PORT))"
 	@echo "make test   run every test"
+	@echo "make test-conversations FILE=tests/conversations/x.yml   one file of conversation tests (no FILE: all)"
 	@echo "make install | build | train | shell | bench | clean"
 
 $(INSTALLED): pyproject.toml
@@ -93,6 +94,12 @@ test: train
 	$(RASA) test core --model $(RASA_MODEL) --stories tests/test_stories.yml \
 		--fail-on-prediction-errors --out results/stories
 	$(BIN)/python -m pytest
+
+# What the bot says, turn by turn (tests/conversations/*.yml, format in tests/conversation_runner.py):
+# one file without the rest of the suite, e.g. make test-conversations FILE=tests/conversations/escalation.yml
+# (without FILE: every file). The stack starts without Synapse unless a conversation needs the staff room.
+test-conversations: train
+	CONVERSATIONS="$(FILE)" $(BIN)/python -m pytest tests/test_conversations.py
 
 # Options: make bench BENCH_ARGS="--skip-train --wait-quiet 1.0" (see python -m bot.cli bench -h)
 bench: train

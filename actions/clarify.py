@@ -6,8 +6,9 @@ from typing import Any, Dict, List, Text
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.knowledge import intent_ranking, knowledge_base, search_hits
-from actions.replies import reply
+from bot.contract import intent_ranking, search_hits
+from bot.knowledge_base import current_knowledge_base
+from bot.replies import reply
 
 MAX_OPTIONS = 3
 # An intent below this confidence, or a paragraph below this cosine, is not offered as an option.
@@ -35,8 +36,9 @@ class ActionClarify(Action):
     def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[Dict[Text, Any]]:
-        kb = knowledge_base()
-        options = candidate_items(intent_ranking(tracker), search_hits(tracker), kb.item_ids)
+        kb = current_knowledge_base()
+        parse_data = tracker.latest_message
+        options = candidate_items(intent_ranking(parse_data), search_hits(parse_data), kb.item_ids)
         if not options:
             dispatcher.utter_message(text=reply("fallback"))
             return []

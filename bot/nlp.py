@@ -11,9 +11,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import spacy
+
 from spacy.language import Language
 
-PIPELINE_PATH = Path("models/spacy-nl")
+from bot import paths
+
+PIPELINE_PATH = paths.SPACY_PIPELINE
 
 
 def build_dutch_pipeline() -> Language:

@@ -69,20 +69,43 @@ def matrix(tmp_path_factory):
         homeserver.stop()
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "without_matrix: the test uses the stack but not the Matrix staff channel (when every collected "
+        "stack test says so, the stack starts without the Synapse homeserver)",
+    )
+
+
+def session_needs_matrix(items) -> bool:
+    """Synapse is slow to start: the stack goes without it only when every collected test that uses
+    the stack is marked `without_matrix` (e.g. `make test-conversations`); otherwise as before."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "matrix" in names or ("stack" in names and item.get_closest_marker("without_matrix") is None):
+            return True
+    return False
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory, matrix):
+def stack(tmp_path_factory, request):
     if not RASA_MODEL.exists():
         pytest.fail(f"{RASA_MODEL} is missing: run `make train` (make test does it)")
+    matrix = request.getfixturevalue("matrix") if session_needs_matrix(request.session.items) else None
     work = tmp_path_factory.mktemp("stack")
     logs = ARTIFACTS / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     # web=True: the demo page with the chat widget too (tests/test_widget_browser.py), on a free port
     # the Matrix staff channel too (tests/test_matrix_channel.py): one Rasa server for every test
+    # The suite escalates hundreds of labelled messages, each queuing a staff notice: the total
+    # hand-off limit is set above a test run (tests/test_staff_outbox.py tests the limit itself).
+    env = {"HANDOFF_TOTAL": "100000", **(matrix.env if matrix else {})}
     with running_stack(
-        work_dir=work, tracker_db=work / "conversations.db", log_dir=logs, web=True,
-        rasa_port=matrix.rasa_port, env=matrix.env,
+        work_dir=work, tracker_db=work / "conversations.db", log_dir=logs, web=True, env=env,
+        **({"rasa_port": matrix.rasa_port} if matrix else {}),
     ) as running:
-        matrix.invite_bot()
+        if matrix:
+            matrix.invite_bot()
         yield running
 
 

@@ -211,7 +211,7 @@ async def test_no_mention_after_an_escalation(executor, domain, level):
 
 
 async def test_configured_link_is_shown(executor, domain, monkeypatch):
-    from actions import products
+    from actions import products  # the action module binds product_settings: patch it there
 
     settings = {**products.product_settings(), "products": {**products.product_settings()["products"]}}
     settings["products"]["posture_shirt"] = {**settings["products"]["posture_shirt"], "url": "https://winkel.example/shirt"}

@@ -3,18 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.benchmark import (
-    REQUIRED_KEYS,
-    BM25Retriever,
-    baseline_passages,
-    build_report,
-    dutch_tokens,
-    intent_to_item,
-    latency_summary,
-    markdown_table,
-    percentile,
-    reply_is_empty,
-)
+from bot.devtools.benchmark.baselines import BM25Retriever, baseline_passages, dutch_tokens, intent_to_item
+from bot.devtools.benchmark.load import reply_is_empty
+from bot.devtools.benchmark.report import REQUIRED_KEYS, build_report, markdown_table
+from bot.devtools.benchmark.stats import latency_summary, percentile
 from bot.knowledge_base import load_knowledge_base
 
 

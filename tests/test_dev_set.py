@@ -1,9 +1,9 @@
-"""Dev-set accuracy through the full stack: the reply's `Bron:` line must name an accepted item."""
+"""Dev-set accuracy through the full stack: the item the answer cites must be an accepted one."""
 from __future__ import annotations
 
 import json
 
-from bot.evaluation import answered_item, load_dev_set, score_dev_set
+from bot.devtools.evaluation import answered_item, load_dev_set, score_dev_set
 from bot.knowledge_base import load_knowledge_base
 from conftest import ARTIFACTS, Conversation
 
@@ -17,7 +17,9 @@ def test_dev_set_top1_through_rest(stack):
     assert len(questions) >= 120
 
     def predict(text: str):
-        return answered_item(kb, Conversation(stack.rest_url).texts(text))
+        conversation = Conversation(stack.rest_url)
+        conversation.say(text)
+        return answered_item(stack.tracker(conversation.sender))
 
     score = score_dev_set(kb, questions, predict)
     report = {

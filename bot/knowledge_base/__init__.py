@@ -5,6 +5,7 @@ from bot.knowledge_base.store import (
     ARTICLE_PATH,
     KNOWLEDGE_BASE_PATH,
     build_knowledge_base,
+    current_knowledge_base,
     load_knowledge_base,
 )
 
@@ -20,6 +21,7 @@ __all__ = [
     "Reviewer",
     "Source",
     "build_knowledge_base",
+    "current_knowledge_base",
     "load_article",
     "load_knowledge_base",
     "parse_article",

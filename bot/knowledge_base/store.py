@@ -7,11 +7,12 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from bot import paths
 from bot.knowledge_base.model import KnowledgeBase
 from bot.knowledge_base.parser import load_article
 
-ARTICLE_PATH = Path("data/article/rugpijn-bewegen.md")
-KNOWLEDGE_BASE_PATH = Path("models/knowledge_base.json")
+ARTICLE_PATH = paths.ARTICLE
+KNOWLEDGE_BASE_PATH = paths.KNOWLEDGE_BASE
 
 
 def build_knowledge_base(
@@ -30,7 +31,12 @@ def build_knowledge_base(
 @lru_cache(maxsize=None)
 def load_knowledge_base(path: Path = KNOWLEDGE_BASE_PATH) -> KnowledgeBase:
     """The built knowledge base; built from the article first when the file is missing."""
-    path = Path(path)
+    path = paths.absolute(path)
     if not path.exists() and path == KNOWLEDGE_BASE_PATH:
         return build_knowledge_base(output=path)
     return KnowledgeBase.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def current_knowledge_base() -> KnowledgeBase:
+    """The knowledge base this deployment answers from (paths.knowledge_base_path())."""
+    return load_knowledge_base(paths.knowledge_base_path())

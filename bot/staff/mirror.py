@@ -15,7 +15,8 @@ from typing import Any, Dict, Optional, Set, Text
 from rasa.core.brokers.broker import EventBroker
 from rasa.utils.endpoints import EndpointConfig
 
-from bot.staff.handoff import HANDOFF_SLOT
+from bot.contract import HANDOFF_SLOT
+from bot.replies import reply
 from bot.staff.notifiers import StaffNotifier, staff_notifier_from_env
 
 logger = logging.getLogger(__name__)
@@ -36,8 +37,6 @@ class HandOffMirror(EventBroker):
         if event.get("event") == "slot" and event.get("name") == HANDOFF_SLOT:
             (self.open.add if event.get("value") else self.open.discard)(sender)
         elif event.get("event") == "user" and sender in self.open and self.notifier is not None:
-            from actions.replies import reply
-
             text = reply("hand_off_mirror", conversation_id=sender, text=event.get("text") or "")
             task = asyncio.get_running_loop().create_task(self._post(text))
             self._tasks.add(task)

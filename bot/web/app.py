@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -22,14 +22,14 @@ from aiohttp import web
 from babel.dates import format_date
 from babel.numbers import format_currency
 
-from bot.knowledge_base import KNOWLEDGE_BASE_PATH, KnowledgeBase, load_knowledge_base
+from bot import paths
+from bot.knowledge_base import KnowledgeBase, load_knowledge_base
 
 WEB_DIR = Path(__file__).resolve().parent
-ROOT = WEB_DIR.parent.parent
 STATIC_DIR = WEB_DIR / "static"
 TEMPLATES_DIR = WEB_DIR / "templates"
 SITE_SETTINGS = WEB_DIR / "site.yml"
-WEBCHAT_BUNDLE = ROOT / "node_modules" / "rasa-webchat" / "lib" / "index.js"
+WEBCHAT_BUNDLE = paths.WEBCHAT_BUNDLE
 WEBCHAT_ASSET = "webchat.js"
 LOCALE = "nl_NL"
 
@@ -51,7 +51,7 @@ class WebConfig:
 
     rasa_port: int = 5005
     socket_url: Optional[str] = None  # fixed URL of the Rasa server; default: page host + rasa_port
-    knowledge_base: Path = KNOWLEDGE_BASE_PATH
+    knowledge_base: Path = field(default_factory=paths.knowledge_base_path)
     site_settings: Path = SITE_SETTINGS
     webchat_bundle: Path = WEBCHAT_BUNDLE
 

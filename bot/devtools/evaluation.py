@@ -1,4 +1,4 @@
-"""Score the assistant on the dev set (tests/nlu_dev_set.yml) by the `Bron:` line of its replies."""
+"""Score the assistant on the dev set (tests/nlu_dev_set.yml) by the item its answer cites."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,11 +7,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from rasa.shared.nlu.training_data.loading import load_data
 
+from bot import paths
+from bot.contract import REPORT_WARNING_SIGN, cited_items, intent_ranking, latest_turn_bot_events, search_hits
 from bot.knowledge_base import KnowledgeBase
 
-DEV_SET = Path("tests/nlu_dev_set.yml")
-# Words that tell the "about the article" answer from the introduction (both cite the title).
-ABOUT_MARKER = "is geschreven door"
+DEV_SET = paths.TESTS_DIR / "nlu_dev_set.yml"
 
 
 @dataclass(frozen=True)
@@ -33,17 +33,10 @@ def load_dev_set(path: Path = DEV_SET) -> List[DevQuestion]:
     return questions
 
 
-def answered_item(kb: KnowledgeBase, replies: Sequence[str]) -> Optional[str]:
-    """The knowledge-base item a reply cites, or None when it cites nothing."""
-    for reply in replies:
-        for line in reply.splitlines():
-            if line.startswith("Bron: "):
-                citation = line.removeprefix("Bron: ").strip()
-                matches = [item for item in kb.items if item.citation == citation]
-                if len(matches) > 1:  # the introduction and the metadata both cite the title
-                    return "article_about" if ABOUT_MARKER in reply else "article_intro"
-                return matches[0].id if matches else f"unknown:{citation}"
-    return None
+def answered_item(tracker: Dict) -> Optional[str]:
+    """The item the latest turn's answer cites (its `citation` metadata), or None when it cites nothing."""
+    cited = cited_items(latest_turn_bot_events(tracker))
+    return cited[0] if cited else None
 
 
 @dataclass
@@ -93,8 +86,8 @@ def compare_retrieval(parse: Callable[[str], Dict], kb: KnowledgeBase, questions
     article = [q for q in questions if kb.item(q.intent)]
     for question in article:
         result = parse(question.text)
-        ranking = [r["name"] for r in result.get("intent_ranking", []) if r["name"] not in ("nlu_fallback", "report_warning_sign")]
-        search = result.get("article_search") or [{}]
+        ranking = [r["name"] for r in intent_ranking(result) if r["name"] not in ("nlu_fallback", REPORT_WARNING_SIGN)]
+        search = search_hits(result) or [{}]
         hits["diet"] += bool(ranking) and ranking[0] in question.accepted
         hits["embedding_search"] += search[0].get("item") in question.accepted
         hits["final_intent"] += result["intent"]["name"] in question.accepted
