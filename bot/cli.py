@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import List, Optional
 
-from bot.stack import ROOT, RASA_MODEL, running_stack, write_endpoints
+from bot import paths
+from bot.stack import ROOT, RASA_MODEL, running_stack, server_environment, write_endpoints
+from bot.tokens import ACTION_SERVER_TOKEN, secret
 
 
 def build_kb(args: argparse.Namespace) -> None:
@@ -45,27 +50,31 @@ def train(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    """Serve the assistant; a server that dies is started again; SIGTERM or Ctrl-C stops all."""
     rasa_port = int(os.environ.get("RASA_PORT", 5005))
     actions_port = int(os.environ.get("ACTIONS_PORT", 5055))
     web_port = int(os.environ.get("WEB_PORT", 8000))
+    stop = threading.Event()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signal_number, lambda *_: stop.set())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    tracker_db = os.environ.get("TRACKER_DB")  # default: endpoints.yml (var/conversations.db)
+    log_dir = os.environ.get("LOG_DIR")
     with running_stack(
-        rasa_port=rasa_port, actions_port=actions_port, work_dir=ROOT / "var", web=True, web_port=web_port
+        rasa_port=rasa_port, actions_port=actions_port, work_dir=paths.VAR_DIR, web=True, web_port=web_port,
+        tracker_db=Path(tracker_db) if tracker_db else None, log_dir=Path(log_dir) if log_dir else None,
     ) as stack:
         print(f"Assistant ready: chat page http://localhost:{web_port}, REST {stack.rest_url} "
-              f"(actions on :{actions_port}). Ctrl-C stops.")
-        try:
-            for process in stack.processes:
-                process.wait()
-        except KeyboardInterrupt:
-            pass
+              f"(actions on :{actions_port}). Ctrl-C stops.", flush=True)
+        stack.supervise(stop.is_set)
 
 
 def shell(args: argparse.Namespace) -> None:
     """`rasa shell` with the action server running beside it."""
     actions_port = int(os.environ.get("ACTIONS_PORT", 5055))
-    endpoints = write_endpoints(actions_port, ROOT / "var")
-    command = [str(Path(sys.executable).parent / "rasa"), "run", "actions", "--actions", "actions", "--port", str(actions_port)]
-    actions = subprocess.Popen(command, cwd=ROOT)
+    endpoints = write_endpoints(actions_port, paths.VAR_DIR)
+    command = [sys.executable, "-m", "bot.action_server", "--port", str(actions_port)]
+    actions = subprocess.Popen(command, cwd=ROOT, env=server_environment({ACTION_SERVER_TOKEN: secret(ACTION_SERVER_TOKEN)}))
     try:
         rasa(["shell", "--model", str(RASA_MODEL), "--endpoints", str(endpoints), "--port", os.environ.get("RASA_PORT", "5005")])
     finally:
@@ -77,7 +86,7 @@ def evaluate(args: argparse.Namespace) -> None:
     """Dev-set top-1 of DIET, of the embedding search alone, and of the final intent."""
     import requests
 
-    from bot.evaluation import compare_retrieval, load_dev_set
+    from bot.devtools.evaluation import compare_retrieval, load_dev_set
     from bot.knowledge_base import load_knowledge_base
 
     url = f"http://localhost:{os.environ.get('RASA_PORT', 5005)}/model/parse"
@@ -86,9 +95,20 @@ def evaluate(args: argparse.Namespace) -> None:
         print(f"{name:>18}: {accuracy:.1%}")
 
 
+def evaluate_escalation(args: argparse.Namespace) -> None:
+    """An escalation set through the pattern layer and both layers combined, offline."""
+    from bot.devtools.escalation_eval import evaluate as evaluate_cases, fit_semantic_model, load_cases
+
+    scores = evaluate_cases(load_cases(Path(args.cases)), fit_semantic_model())
+    for layer in ("patterns", "combined"):
+        print(layer, {name: round(value, 3) for name, value in scores.summary(layer).items()})
+    for sign, recall in scores.per_sign().items():
+        print(f"  {sign:>26}: {recall}")
+
+
 def bench(args: argparse.Namespace) -> None:
-    """Accuracy against baselines, latency, throughput, training time, memory (bot/benchmark.py)."""
-    from bot.benchmark import run_benchmark
+    """Accuracy against baselines, latency, throughput, training time, memory (bot/devtools/benchmark/)."""
+    from bot.devtools.benchmark.run import run_benchmark
 
     run_benchmark(skip_train=args.skip_train, messages=args.messages, profile=args.profile, quiet_load=args.wait_quiet)
 
@@ -117,6 +137,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         ("evaluate", evaluate, "dev-set top-1 per retrieval method (needs `make run`)"),
     ]:
         commands.add_parser(name, help=help_text).set_defaults(function=function)
+    escalation_parser = commands.add_parser("evaluate-escalation", help="an escalation set through both layers, offline")
+    escalation_parser.add_argument("cases", nargs="?", default=str(paths.TESTS_DIR / "escalation_cases.yml"))
+    escalation_parser.set_defaults(function=evaluate_escalation)
     bench_parser = commands.add_parser("bench", help="benchmark the real stack: writes reports/bench.json")
     bench_parser.add_argument("--skip-train", action="store_true", help="skip the ~6 min `rasa train --force` (train_s: null)")
     bench_parser.add_argument("--messages", type=int, default=240, help="single-user messages (at least 200)")

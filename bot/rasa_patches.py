@@ -5,6 +5,9 @@ of the action server; `jsonschema.validate` first checks the *schema* against it
 which costs about 15 ms on this machine, against 0.3 ms for validating the reply with a validator
 compiled once (`make bench`, `profile`: a quarter of the dialogue side of one message). The
 replacement validates the same reply against the same schema and raises the same error.
+
+`RemoteAction.run` is wrapped by bot/action_guard.py: bounded in time, and the referral is sent by
+the Rasa server itself when the escalation action cannot run.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from typing import Any, Dict, Text
 import jsonschema
 from rasa.core.actions.action import RemoteAction
 from rasa.shared.constants import DOCS_BASE_URL
+
+from bot.action_guard import guarded
 
 
 @lru_cache(maxsize=1)
@@ -38,5 +43,9 @@ def validate_action_result(self: RemoteAction, result: Dict[Text, Any]) -> bool:
         raise error
 
 
+_original_run = RemoteAction.run
+
+
 def apply() -> None:
     RemoteAction._validate_action_result = validate_action_result
+    RemoteAction.run = guarded(_original_run)

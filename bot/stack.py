@@ -7,6 +7,8 @@ run the same stack the same way.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import signal
 import socket
@@ -15,18 +17,27 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import yaml
 
+from bot import paths
+from bot.tokens import ACTION_SERVER_TOKEN, RASA_API_TOKEN, private_directory, secret
 from bot.web.app import page_origins
 
-ROOT = Path(__file__).resolve().parent.parent
-RASA_MODEL = ROOT / "models" / "assistant.tar.gz"
+ROOT = paths.ROOT
+RASA_MODEL = paths.RASA_MODEL
 WEBCHAT_CHANNEL = "bot.channels.webchat.WebchatInput"  # its section in credentials.yml
+# Every server binds this address unless HOST says otherwise (README "What is exposed").
+DEFAULT_HOST = "127.0.0.1"
+STOP_TIMEOUT_S = 8.0
+RESTART_BACKOFF_MAX_S = 30.0
+
+logger = logging.getLogger(__name__)
 
 
 def free_port() -> int:
@@ -36,19 +47,23 @@ def free_port() -> int:
 
 
 def write_endpoints(actions_port: int, directory: Path, tracker_db: Optional[Path] = None) -> Path:
-    """endpoints.yml with the action server's port (and optionally another SQLite file)."""
-    endpoints = yaml.safe_load((ROOT / "endpoints.yml").read_text(encoding="utf-8"))
+    """endpoints.yml with the action server's port and token (a private file: it holds the
+    token), optionally another SQLite file."""
+    endpoints = yaml.safe_load(paths.ENDPOINTS.read_text(encoding="utf-8"))
     endpoints["action_endpoint"]["url"] = f"http://127.0.0.1:{actions_port}/webhook"
+    endpoints["action_endpoint"]["headers"] = {"Authorization": f"Bearer {secret(ACTION_SERVER_TOKEN)}"}
     if tracker_db is not None:
         endpoints["tracker_store"]["db"] = str(tracker_db)
-    path = directory / "endpoints.yml"
-    path.write_text(yaml.safe_dump(endpoints), encoding="utf-8")
+    path = private_directory(directory) / "endpoints.yml"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(yaml.safe_dump(endpoints))
     return path
 
 
 def write_credentials(directory: Path, web_origins: Sequence[str] = ()) -> Path:
     """credentials.yml with the demo page's origins added to those the socket.io channel allows."""
-    credentials = yaml.safe_load((ROOT / "credentials.yml").read_text(encoding="utf-8")) or {}
+    credentials = yaml.safe_load(paths.CREDENTIALS.read_text(encoding="utf-8")) or {}
     webchat = credentials.get(WEBCHAT_CHANNEL)
     if webchat is not None and web_origins:
         configured = webchat.get("cors_allowed_origins") or []
@@ -75,14 +90,34 @@ def _wait_for(url: str, process: subprocess.Popen, timeout: float) -> None:
 
 
 @dataclass
+class Service:
+    """One server process of the stack, with what it takes to start it again."""
+
+    name: str
+    command: List[str]
+    health_url: str
+    process: subprocess.Popen
+    restarts: int = 0
+
+
+@dataclass
 class Stack:
     """The running servers; `url` is the Rasa server (REST channel under /webhooks/rest/webhook)."""
 
     rasa_port: int
     actions_port: int
+    api_token: str  # Rasa's HTTP API (`?token=`); the visitor channels need none
     tracker_db: Optional[Path] = None
     web_port: Optional[int] = None  # the demo page with the chat widget, when started
-    processes: List[subprocess.Popen] = field(default_factory=list)
+    services: List[Service] = field(default_factory=list)
+    spawn: Optional[Callable[[str, List[str]], subprocess.Popen]] = None
+
+    @property
+    def processes(self) -> List[subprocess.Popen]:
+        return [service.process for service in self.services]
+
+    def service(self, name: str) -> Service:
+        return next(service for service in self.services if service.name == name)
 
     @property
     def url(self) -> str:
@@ -98,19 +133,51 @@ class Stack:
     def rest_url(self) -> str:
         return f"{self.url}/webhooks/rest/webhook"
 
-    def stop(self) -> None:
+    def api_url(self, path: str) -> str:
+        """A URL of Rasa's HTTP API with the token (`path` starts with /, may carry a query)."""
+        separator = "&" if "?" in path else "?"
+        return f"{self.url}{path}{separator}token={urllib.parse.quote(self.api_token)}"
+
+    def tracker(self, sender: str) -> Dict[str, Any]:
+        """The conversation's tracker from Rasa's HTTP API (events, slots, bot-message metadata)."""
+        url = self.api_url(f"/conversations/{urllib.parse.quote(sender, safe='')}/tracker")
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return json.loads(response.read())
+
+    def restart_dead(self, now: float, next_try: Dict[str, float]) -> None:
+        """Start again every service whose process ended, each with its own back-off
+        (1 s, doubling to RESTART_BACKOFF_MAX_S while it keeps dying within a minute)."""
+        for service in self.services:
+            if service.process.poll() is None or now < next_try.get(service.name, 0.0):
+                continue
+            logger.warning("%s exited with %s; starting it again (restart %d)", service.name,
+                           service.process.returncode, service.restarts + 1)
+            service.process = self.spawn(service.name, service.command)
+            service.restarts += 1
+            next_try[service.name] = now + min(RESTART_BACKOFF_MAX_S, 2.0 ** min(service.restarts, 5))
+
+    def supervise(self, should_stop: Callable[[], bool], poll_s: float = 0.5) -> None:
+        """Keep every service running until `should_stop()`; a dead one is restarted."""
+        next_try: Dict[str, float] = {}
+        while not should_stop():
+            self.restart_dead(time.monotonic(), next_try)
+            time.sleep(poll_s)
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """SIGINT to every process, then SIGKILL to what still runs after `timeout` seconds in all."""
         for process in reversed(self.processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + timeout
         for process in reversed(self.processes):
             try:
-                process.wait(timeout=15)
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
 
 
-def _environment(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+def server_environment(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     env = {**os.environ, **(extra or {})}
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -131,53 +198,70 @@ def start_stack(
     work_dir: Optional[Path] = None,
     log_dir: Optional[Path] = None,
     model: Path = RASA_MODEL,
-    cors: str = "*",
     timeout: float = 300.0,
     web: bool = False,
     web_port: Optional[int] = None,
     env: Optional[Dict[str, str]] = None,
 ) -> Stack:
     """Start the action server and the Rasa server (and with `web` the demo page) and wait until
-    they answer. The Rasa server's socket.io channel allows the demo page's origins. `env` adds
+    they answer. Every server binds HOST (default 127.0.0.1). Rasa's HTTP API needs RASA_TOKEN and
+    the action server ACTION_SERVER_TOKEN (bot/tokens.py: from the environment, or generated once
+    under var/). HTTP CORS and the socket.io channel allow the demo page's origins only. `env` adds
     environment variables for the servers (e.g. the MATRIX_* settings of the staff channel)."""
     rasa_port = rasa_port or free_port()
     actions_port = actions_port or free_port()
     web_port = (web_port or free_port()) if web else None
     work_dir = work_dir or Path(tempfile.mkdtemp(prefix="rugpijn-stack-"))
     endpoints = write_endpoints(actions_port, work_dir, tracker_db)
-    credentials = write_credentials(work_dir, page_origins(web_port) if web_port else ())
+    origins = page_origins(web_port) if web_port else []
+    credentials = write_credentials(work_dir, origins)
     bin_dir = Path(sys.executable).parent
-    stack = Stack(rasa_port, actions_port, tracker_db, web_port)
+    host = os.environ.get("HOST", DEFAULT_HOST)
+    api_token = (env or {}).get(RASA_API_TOKEN) or secret(RASA_API_TOKEN)
     # RASA_URL: where the Matrix channel reaches this server's HTTP API (staff replies)
-    environment = _environment({"RASA_URL": f"http://127.0.0.1:{rasa_port}", **(env or {})})
+    environment = server_environment({
+        "RASA_URL": f"http://127.0.0.1:{rasa_port}",
+        RASA_API_TOKEN: api_token,
+        ACTION_SERVER_TOKEN: secret(ACTION_SERVER_TOKEN),
+        **(env or {}),
+    })
 
     def spawn(name: str, command: List[str]) -> subprocess.Popen:
-        output = open(log_dir / f"{name}.log", "w") if log_dir else None
-        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT if output else None)
-        stack.processes.append(process)
-        return process
+        output = open(log_dir / f"{name}.log", "a") if log_dir else None
+        return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT if output else None)
+
+    stack = Stack(rasa_port, actions_port, api_token, tracker_db, web_port, spawn=spawn)
+
+    def start(name: str, command: List[str], health_url: str) -> Service:
+        service = Service(name, command, health_url, spawn(name, command))
+        stack.services.append(service)
+        return service
 
     try:
-        actions = spawn(
+        actions = start(
             "actions",
-            [str(bin_dir / "rasa"), "run", "actions", "--actions", "actions", "--port", str(actions_port)],
+            [sys.executable, "-m", "bot.action_server", "--port", str(actions_port), "--host", host],
+            f"http://127.0.0.1:{actions_port}/health",
         )
-        rasa = spawn(
+        rasa = start(
             "rasa",
             [
-                str(bin_dir / "rasa"), "run", "--enable-api", "--model", str(model),
+                str(bin_dir / "rasa"), "run", "--enable-api", "--auth-token", api_token,
+                "--interface", host, "--model", str(model),
                 "--port", str(rasa_port), "--endpoints", str(endpoints),
-                "--credentials", str(credentials), "--cors", cors,
+                "--credentials", str(credentials), *(["--cors", *origins] if origins else []),
             ],
+            f"{stack.url}/status?token={urllib.parse.quote(api_token)}",
         )
+        services = [actions, rasa]
         if web_port:
-            page = spawn(
+            services.append(start(
                 "web",
-                [sys.executable, "-m", "bot.web", "--port", str(web_port), "--rasa-port", str(rasa_port)],
-            )
-            _wait_for(f"{stack.web_url}/health", page, timeout)
-        _wait_for(f"http://127.0.0.1:{actions_port}/health", actions, timeout)
-        _wait_for(f"{stack.url}/status", rasa, timeout)
+                [sys.executable, "-m", "bot.web", "--port", str(web_port), "--rasa-port", str(rasa_port), "--host", host],
+                f"{stack.web_url}/health",
+            ))
+        for service in reversed(services):
+            _wait_for(service.health_url, service.process, timeout)
     except BaseException:
         stack.stop()
         raise

@@ -2,22 +2,21 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-import requests
 import yaml
+
+from bot import paths
 
 from conftest import ARTIFACTS, Conversation, citation_of
 
-CASES = yaml.safe_load(Path("tests/escalation_cases.yml").read_text(encoding="utf-8"))["cases"]
+CASES = yaml.safe_load((paths.TESTS_DIR / "escalation_cases.yml").read_text(encoding="utf-8"))["cases"]
 ORDER = ("none", "soon", "urgent_now", "urgent_112")
 URGENT = ("urgent_now", "urgent_112")
 
 
 def escalation_level(stack, conversation: Conversation) -> str:
-    tracker = requests.get(f"{stack.url}/conversations/{conversation.sender}/tracker", timeout=30).json()
-    return tracker["slots"].get("escalation_level") or "none"
+    return stack.tracker(conversation.sender)["slots"].get("escalation_level") or "none"
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +75,7 @@ def test_memory_across_turns(stack):
     texts = conversation.texts("en nu ook koorts en ik voel me echt ziek")
     assert any("huisartsenpost" in text for text in texts)
     assert escalation_level(stack, conversation) == "urgent_now"
-    tracker = requests.get(f"{stack.url}/conversations/{conversation.sender}/tracker", timeout=30).json()
+    tracker = stack.tracker(conversation.sender)
     assert tracker["slots"]["warning_signs"]  # audit: the signs that triggered it
     audit = [e for e in tracker["events"] if e["event"] == "bot" and (e.get("metadata") or {}).get("escalation")]
     assert audit and audit[-1]["metadata"]["escalation"]["level"] == "urgent_now"

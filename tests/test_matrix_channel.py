@@ -36,8 +36,8 @@ def bot_messages(matrix: MatrixSetup, until: Callable[[str], bool], timeout: flo
 
 
 def tracker_events(stack, conversation_id: str) -> List[Dict]:
-    url = f"{stack.url}/conversations/{quote(conversation_id, safe=PATH_SAFE)}/tracker"
-    return requests.get(url, params={"include_events": "ALL"}, timeout=30).json()["events"]
+    url = stack.api_url(f"/conversations/{quote(conversation_id, safe=PATH_SAFE)}/tracker?include_events=ALL")
+    return requests.get(url, timeout=30).json()["events"]
 
 
 def staff_conversation(matrix: MatrixSetup) -> str:
@@ -81,7 +81,7 @@ def test_staff_get_the_policy_text_not_an_escalation(stack, matrix):
     assert "Beleidstekst (niveau urgent_now): " in messages[-1] and "huisarts" in messages[-1]
     # no escalation of the staff conversation, so no hand-off notice about it
     ask_staff_question(matrix, "Welke oefeningen helpen tegen rugpijn?")  # the conversation has settled
-    url = f"{stack.url}/conversations/{quote(staff_conversation(matrix), safe=PATH_SAFE)}/tracker"
+    url = stack.api_url(f"/conversations/{quote(staff_conversation(matrix), safe=PATH_SAFE)}/tracker")
     slots = requests.get(url, timeout=30).json()["slots"]
     assert slots["escalation_level"] == "none" and not slots["handoff_active"]
 
@@ -126,7 +126,8 @@ def test_staff_reply_is_pushed_to_the_chat_widget(stack, matrix):
     received: List[str] = []
     client = socketio.Client()
     client.on("bot_uttered", lambda data: received.append(data.get("text") or ""))
-    session_id = uuid.uuid4().hex
+    confirmed: List[Dict] = []
+    client.on("session_confirm", confirmed.append)
 
     def wait_for(words: str) -> None:
         deadline = time.monotonic() + 60
@@ -136,7 +137,12 @@ def test_staff_reply_is_pushed_to_the_chat_widget(stack, matrix):
 
     client.connect(stack.url, socketio_path="/socket.io", transports=["polling"], wait_timeout=30)
     try:
-        client.emit("session_request", {"session_id": session_id})
+        client.call("session_request", {"session_id": None}, timeout=30)  # the server issues the session
+        deadline = time.monotonic() + 30
+        while not confirmed:
+            assert time.monotonic() < deadline, "no session_confirm"
+            time.sleep(0.05)
+        session_id = confirmed[-1]["session_id"]  # the conversation id: Rasa's sender id, in the notice
         matrix.staff.sync()
         client.emit("user_uttered", {"message": "ik wil een medewerker spreken", "session_id": session_id})
         wait_for("collega")

@@ -9,10 +9,11 @@ import pytest
 import yaml
 from aiohttp import web
 
-from actions.replies import reply
+from bot.replies import reply
 from bot.channels.matrix import registration_yaml
 from bot.staff.handoff import redact, transcript
 from bot.staff.mirror import HandOffMirror
+from bot.staff.outbox import Outbox
 from bot.staff.notifiers import (
     MatrixNotifier, MatrixSettings, SlackNotifier, TelegramNotifier, staff_notifier_from_env,
 )
@@ -120,11 +121,21 @@ def hand_off_state(channel: str = "rest") -> Dict:
     return state
 
 
-async def test_hand_off_notifies_staff(executor, domain, monkeypatch):
+@pytest.fixture
+def outbox(tmp_path, monkeypatch) -> Outbox:
+    """A fresh staff-notice outbox for this test (the actions queue notices there)."""
+    box = Outbox(tmp_path / "outbox.db")
+    monkeypatch.setattr("bot.staff.handoff.default_outbox", lambda: box)
+    return box
+
+
+async def test_hand_off_notifies_staff(executor, domain, monkeypatch, outbox):
     notifier = RecordingNotifier()
-    monkeypatch.setattr("actions.handoff.staff_notifier_from_env", lambda: notifier)
+    monkeypatch.setattr("bot.staff.handoff.staff_notifier_from_env", lambda: notifier)
     monkeypatch.setenv("HANDOFF_CONTACT_TIME", "twee uur")
     result = await executor.run({"next_action": "action_hand_off", "sender_id": "bezoeker-1", "tracker": hand_off_state(), "domain": domain, "version": "3.6.2"})
+    assert notifier.posts == [] and outbox.pending() == 1  # queued: the reply does not wait for staff
+    assert await outbox.deliver_due(notifier) == 1
     (response,) = result["responses"]
     assert "collega" in response["text"] and "binnen twee uur" in response["text"]
     assert {"event": "slot", "timestamp": None, "name": "handoff_active", "value": True} in result["events"]
@@ -134,15 +145,15 @@ async def test_hand_off_notifies_staff(executor, domain, monkeypatch):
 
 
 async def test_hand_off_without_staff_channel_gives_the_contact_details(executor, domain, monkeypatch):
-    monkeypatch.setattr("actions.handoff.staff_notifier_from_env", lambda: None)
+    monkeypatch.setattr("bot.staff.handoff.staff_notifier_from_env", lambda: None)
     result = await executor.run({"next_action": "action_hand_off", "sender_id": "t", "tracker": hand_off_state(), "domain": domain, "version": "3.6.2"})
     assert [r["text"] for r in result["responses"]] == [reply("hand_off_unavailable")]
     assert result["events"] == []
 
 
-async def test_staff_asking_for_a_person_get_the_policy_text(executor, domain, monkeypatch):
+async def test_staff_asking_for_a_person_get_the_policy_text(executor, domain, monkeypatch, outbox):
     notifier = RecordingNotifier()
-    monkeypatch.setattr("actions.handoff.staff_notifier_from_env", lambda: notifier)
+    monkeypatch.setattr("bot.staff.handoff.staff_notifier_from_env", lambda: notifier)
     result = await executor.run({"next_action": "action_hand_off", "sender_id": "t", "tracker": hand_off_state("matrix"), "domain": domain, "version": "3.6.2"})
     assert result["responses"][0]["text"].startswith("Beleidstekst (niveau overdracht): ")
     assert notifier.posts == [] and result["events"] == []

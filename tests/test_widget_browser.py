@@ -18,7 +18,6 @@ from typing import Callable, Iterator, List
 from urllib.parse import urlsplit
 
 import pytest
-import requests
 import socketio
 from aiohttp import web
 from playwright import sync_api as playwright_api
@@ -167,9 +166,7 @@ class ChatPage:
 
 
 def tracker_user_texts(stack, sender: str) -> List[str]:
-    response = requests.get(f"{stack.url}/conversations/{sender}/tracker", timeout=30)
-    response.raise_for_status()
-    return [event.get("text") for event in response.json()["events"] if event["event"] == "user"]
+    return [event.get("text") for event in stack.tracker(sender)["events"] if event["event"] == "user"]
 
 
 def test_chat_widget_in_the_browser(stack, browser):

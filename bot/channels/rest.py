@@ -1,4 +1,7 @@
-"""Rasa's REST channel, refusing malformed requests with a 400 instead of an error 500.
+"""Rasa's REST channel for visitors: malformed requests get a 400 instead of an error 500, the
+channel is always `rest` (Rasa's own channel takes `input_channel` from the request body, so a
+visitor could claim to be staff), and the text follows the visitor rule of
+bot/channels/visitor_text.py (no `/` commands but the assistant's own payloads).
 
 Registered in credentials.yml under its class path; it keeps the name `rest`, so the webhook
 stays at /webhooks/rest/webhook.
@@ -13,6 +16,8 @@ from rasa.core.channels.rest import RestInput
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
+
+from bot.channels.visitor_text import visitor_text
 
 MAX_MESSAGE_CHARS = 10_000
 
@@ -44,7 +49,11 @@ class ValidatingRestInput(RestInput):
 
     def _extract_message(self, req: Request) -> Optional[str]:
         text = super()._extract_message(req)
-        return text[:MAX_MESSAGE_CHARS] if text is not None else None
+        return visitor_text(text[:MAX_MESSAGE_CHARS]) if text is not None else None
+
+    def _extract_input_channel(self, req: Request) -> str:
+        """Always this channel: what the body says about its channel is not trusted."""
+        return self.name()
 
     async def _extract_sender(self, req: Request) -> Optional[str]:
         sender = await super()._extract_sender(req)

@@ -14,6 +14,22 @@ transport. Clients that send no `Origin` (not browsers) are not affected.
 
 HTTP CORS headers stay Rasa's (`rasa run --cors ...`); python-engineio adds none of its own, so a
 response never carries two `Access-Control-Allow-Origin` headers.
+
+A socket belongs to its visitor. Rasa's channel lets a socket join whatever conversation its
+`session_request` names (and so receive its replies, staff answers included) and post into any
+conversation its `user_uttered` names. Here the server issues the session ids itself
+(bot/channels/session_keys.py):
+
+- `session_request` resumes a conversation only for a server-signed session token
+  (`<conversation id>.<signature>`); anything else (nothing, a bare conversation id, a forged or
+  tampered token) gets a new conversation. The socket joins only that conversation's room.
+- `session_confirm` answers `{"session_id": <conversation id>, "session_token": <token>}`:
+  rasa-webchat keeps `session_id` (its messages name it, and it is Rasa's sender id, what staff
+  see); the client keeps the token to resume after a reload (bot/web/static/widget.js does this
+  for the widget). A conversation id alone never lets anyone in.
+- `user_uttered` is accepted only for the conversation this socket was given (socket id →
+  conversation, per process; the name may be the conversation id or its token), others are
+  dropped; its text follows the visitor rule (bot/channels/visitor_text.py).
 """
 from __future__ import annotations
 
@@ -23,6 +39,10 @@ from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequ
 from rasa.core.channels.channel import InputChannel, UserMessage
 from rasa.core.channels.socketio import SocketIOInput
 from sanic import Blueprint
+
+from bot.channels.rest import MAX_MESSAGE_CHARS
+from bot.channels.session_keys import SessionSigner, load_session_key, new_conversation_id
+from bot.channels.visitor_text import visitor_text
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +79,8 @@ def origin_allowed(origin: Optional[str], environ: Mapping[str, Any], allowed: A
 
 
 class WebchatInput(SocketIOInput):
-    """Socket.io channel that refuses browsers on pages not in `cors_allowed_origins`."""
+    """Socket.io channel that refuses browsers on pages not in `cors_allowed_origins` and gives
+    each socket only the conversation the server issued to its visitor."""
 
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[str, Any]]) -> InputChannel:
@@ -69,14 +90,29 @@ class WebchatInput(SocketIOInput):
         channel.cors_allowed_origins = allowed_origins(credentials.get("cors_allowed_origins"))
         return channel
 
-    def __init__(self, *args: Any, cors_allowed_origins: AllowedOrigins = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        cors_allowed_origins: AllowedOrigins = None,
+        session_signer: Optional[SessionSigner] = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.cors_allowed_origins = cors_allowed_origins
+        self.session_signer = session_signer  # default: the deployment's key, loaded in blueprint()
+        self.conversations: Dict[str, str] = {}  # socket id -> the conversation it was given
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         socketio_webhook = super().blueprint(on_new_message)
-        assert self.sio is not None
-        rasa_connect = self.sio.handlers[self.namespace or "/"]["connect"]
+        sio = self.sio
+        assert sio is not None
+        if self.session_signer is None:
+            self.session_signer = SessionSigner(load_session_key())
+        signer = self.session_signer
+        handlers = sio.handlers[self.namespace or "/"]
+        rasa_connect = handlers["connect"]
+        rasa_disconnect = handlers["disconnect"]
+        rasa_handle_message = handlers[self.user_message_evt]
 
         async def connect(sid: str, environ: Dict, auth: Optional[Dict]) -> bool:
             origin = environ.get("HTTP_ORIGIN")
@@ -85,5 +121,45 @@ class WebchatInput(SocketIOInput):
                 return False
             return await rasa_connect(sid, environ, auth)
 
+        async def disconnect(sid: str) -> None:
+            self.conversations.pop(sid, None)
+            await rasa_disconnect(sid)
+
+        async def session_request(sid: str, data: Any) -> None:
+            # everything up to the emit is synchronous: requests and messages of one socket take
+            # effect in the order they came, though python-socketio runs each in its own task
+            claimed = data.get("session_id") if isinstance(data, dict) else None
+            conversation = signer.conversation(claimed)
+            if conversation is None:
+                conversation = new_conversation_id()
+                if claimed:  # never log the claim itself: it may be someone's token
+                    logger.warning(f"Socket {sid} asked for a session id without a valid signature; it gets a new conversation.")
+            previous = self.conversations.get(sid)
+            if previous is not None and previous != conversation:
+                sio.leave_room(sid, previous, namespace=self.namespace)
+            self.conversations[sid] = conversation
+            if self.session_persistence:
+                sio.enter_room(sid, conversation, namespace=self.namespace)
+            confirmation = {"session_id": conversation, "session_token": signer.token(conversation)}
+            await sio.emit("session_confirm", confirmation, room=sid, namespace=self.namespace)
+            logger.debug(f"Socket {sid} has conversation {conversation}.")
+
+        async def handle_message(sid: str, data: Any) -> None:
+            if not isinstance(data, dict) or not isinstance(data.get("message", ""), str):
+                logger.warning(f"Socket {sid} sent a malformed {self.user_message_evt}; ignored.")
+                return
+            message = {**data, "message": visitor_text(data.get("message", "")[:MAX_MESSAGE_CHARS])}
+            if self.session_persistence:
+                conversation = self.conversations.get(sid)
+                claimed = data.get("session_id")
+                if conversation is None or (claimed != conversation and signer.conversation(claimed) != conversation):
+                    logger.warning(f"Socket {sid} sent a message for a conversation it was not given; ignored.")
+                    return
+                message["session_id"] = conversation  # Rasa's sender id: the conversation id, never a token
+            await rasa_handle_message(sid, message)
+
         self.sio.on("connect", connect, namespace=self.namespace)
+        self.sio.on("disconnect", disconnect, namespace=self.namespace)
+        self.sio.on("session_request", session_request, namespace=self.namespace)
+        self.sio.on(self.user_message_evt, handle_message, namespace=self.namespace)
         return socketio_webhook

@@ -10,7 +10,7 @@ from bot.web.app import WebConfig, run
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bot.web", description=__doc__)
-    parser.add_argument("--host", default=os.environ.get("WEB_HOST", "0.0.0.0"))
+    parser.add_argument("--host", default=os.environ.get("WEB_HOST") or os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", 8000)))
     parser.add_argument("--rasa-port", type=int, default=int(os.environ.get("RASA_PORT", 5005)),
                         help="the Rasa server's port; the widget connects to the page's host on it")
