@@ -16,7 +16,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from bot.components.warning_sign_detector import WarningSignDetector
-from bot.escalation import DEFAULT_SIGNS_PATH
+from bot.paths import SIGNS
 
 COMPONENT = "bot.components.warning_sign_detector.WarningSignDetector"
 
@@ -171,7 +171,7 @@ def test_learned_warning_intent_is_not_duplicated_or_removed(component):
 
 
 def test_override_intent_and_signs_file_are_configurable(tmp_path):
-    data = yaml.safe_load(Path(DEFAULT_SIGNS_PATH).read_text(encoding="utf-8"))
+    data = yaml.safe_load(Path(SIGNS).read_text(encoding="utf-8"))
     for sign in data["signs"]:
         if sign["id"] == "fever":
             sign["level"] = "urgent_now"

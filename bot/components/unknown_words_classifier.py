@@ -5,7 +5,8 @@ its character n-grams and the sentence embedding find *something* familiar. This
 learns the vocabulary of the training examples (token texts and lemmas, lower-cased) and sets
 `fallback_intent` with confidence 1.0 when no token of a message is in it or close to a word in
 it (a typo such as "rugpjin" is close to "rugpijn"). One known word is enough to leave DIET's
-prediction alone, so it only catches gibberish, emoji, punctuation and empty text.
+prediction alone, so it only catches gibberish, emoji, punctuation and empty text. Its verdict is
+also in the parse data (`unknown_words`: the semantic warning-sign layer does not judge such text).
 
     - name: bot.components.unknown_words_classifier.UnknownWordsClassifier
       # similarity: 0.8        (difflib ratio at which an unknown word counts as a typo)
@@ -33,6 +34,8 @@ from rasa.shared.nlu.constants import (
 )
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from bot.contract import UNKNOWN_WORDS
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +133,9 @@ class UnknownWordsClassifier(GraphComponent, IntentClassifier):
     def process(self, messages: List[Message]) -> List[Message]:
         fallback = {INTENT_NAME_KEY: self.component_config["fallback_intent"], PREDICTED_CONFIDENCE_KEY: 1.0}
         for message in messages:
-            if self.is_unknown(message):
+            unknown = self.is_unknown(message)
+            message.set(UNKNOWN_WORDS, unknown, add_to_output=True)
+            if unknown:
                 message.set(INTENT, dict(fallback), add_to_output=True)
                 message.set(INTENT_RANKING_KEY, [dict(fallback)], add_to_output=True)
         return messages
