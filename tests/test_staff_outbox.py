@@ -12,6 +12,7 @@ from aiohttp import web
 from bot.staff.notifiers import SlackNotifier
 from bot.staff.outbox import RETRY_MAX_S, Outbox
 from bot.staff.rate_limit import NoticeLimiter
+from bot.tokens import secret
 
 
 class Homeserver:
@@ -89,3 +90,13 @@ def test_rate_limits_per_conversation_and_in_total():
     assert limiter.allow("b", now=3) and not limiter.allow("c", now=4)  # total of 3 reached
     assert limiter.total_reached(now=4) and limiter.summary_due(now=4) and not limiter.summary_due(now=5)
     assert limiter.allow("c", now=61)  # the window moved on
+
+
+def test_secrets_are_private_and_shared_by_every_caller(tmp_path, monkeypatch):
+    monkeypatch.delenv("TEST_SECRET", raising=False)
+    first, second = secret("TEST_SECRET", tmp_path / "var"), secret("TEST_SECRET", tmp_path / "var")
+    assert first == second and len(first) == 64
+    assert ((tmp_path / "var" / "test_secret").stat().st_mode & 0o777) == 0o600
+    assert ((tmp_path / "var").stat().st_mode & 0o777) == 0o700
+    monkeypatch.setenv("TEST_SECRET", "from-the-environment")
+    assert secret("TEST_SECRET", tmp_path / "var") == "from-the-environment"

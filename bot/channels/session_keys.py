@@ -12,9 +12,9 @@ The key, in this order:
    print(secrets.token_urlsafe(32))"`): the setting for a deployment with several Rasa processes or
    machines. **Every process of a deployment must use the same key**, or a token issued by one is
    refused by another (the visitor then gets a new, empty conversation).
-2. else the key file (`WEBCHAT_SESSION_KEY_FILE`, default `var/secrets/webchat_session.key`),
-   created on first start with a random key (file mode 0600, folder 0700) and reused afterwards,
-   so processes on one machine sharing the repository's `var/` share it too.
+2. else `var/webchat_session_key` (bot/tokens.py, like the other secrets), created on first start
+   with a random key (file mode 0600, folder 0700) and reused afterwards, so processes on one
+   machine sharing the repository's `var/` share it too.
 
 Changing the key ends every open widget conversation (their tokens no longer verify).
 """
@@ -23,22 +23,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import logging
-import os
 import re
-import secrets
-import stat
 import uuid
-from pathlib import Path
-from typing import Mapping, Optional
+from typing import Optional
 
-from bot import paths
+from bot.tokens import WEBCHAT_SESSION_KEY, secret
 
-logger = logging.getLogger(__name__)
-
-KEY_VARIABLE = "WEBCHAT_SESSION_KEY"
-KEY_FILE_VARIABLE = "WEBCHAT_SESSION_KEY_FILE"
-DEFAULT_KEY_FILE = paths.VAR_DIR / "secrets" / "webchat_session.key"
 MIN_KEY_CHARS = 32
 
 SEPARATOR = "."
@@ -82,51 +72,9 @@ class SessionSigner:
         return conversation_id
 
 
-def load_session_key(environ: Mapping[str, str] = os.environ, key_file: Optional[Path] = None) -> bytes:
-    """The deployment's session key: WEBCHAT_SESSION_KEY, else the key file (made on first use)."""
-    configured = (environ.get(KEY_VARIABLE) or "").strip()
-    if configured:
-        if len(configured) < MIN_KEY_CHARS:
-            raise ValueError(f"{KEY_VARIABLE} must have at least {MIN_KEY_CHARS} characters")
-        return configured.encode("utf-8")
-    if key_file is None:
-        key_file = paths.absolute(environ.get(KEY_FILE_VARIABLE) or DEFAULT_KEY_FILE)
-    return key_from_file(key_file)
-
-
-def key_from_file(path: Path) -> bytes:
-    """The key in `path`; when there is none yet, a new random one written there first."""
-    if not path.exists():
-        _create_key_file(path)
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        logger.warning(f"{path} is readable by others (mode {mode:o}); run `chmod 600 {path}`.")
-    key = path.read_text(encoding="utf-8").strip()
+def load_session_key() -> bytes:
+    """The deployment's session key (bot/tokens.py: WEBCHAT_SESSION_KEY, or var/webchat_session_key)."""
+    key = secret(WEBCHAT_SESSION_KEY)
     if len(key) < MIN_KEY_CHARS:
-        raise ValueError(f"{path} holds no webchat session key of at least {MIN_KEY_CHARS} characters")
+        raise ValueError(f"{WEBCHAT_SESSION_KEY} must have at least {MIN_KEY_CHARS} characters")
     return key.encode("utf-8")
-
-
-def _create_key_file(path: Path) -> None:
-    """Write a new key to `path`, atomically: processes starting together all end up with the
-    key of the first one to finish (the file appears only complete, and never twice)."""
-    directory = path.parent
-    if not directory.exists():
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(directory, 0o700)  # mkdir's mode is subject to the umask
-    elif stat.S_IMODE(directory.stat().st_mode) & 0o077:
-        logger.warning(f"{directory} (holding the webchat session key) is open to others; chmod 700 it.")
-    draft = directory / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
-    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(secrets.token_urlsafe(48) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        try:
-            os.link(draft, path)  # fails if another process made the key in the meantime
-            logger.info(f"Created the webchat session key {path}.")
-        except FileExistsError:
-            pass
-    finally:
-        draft.unlink(missing_ok=True)
