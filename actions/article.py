@@ -9,7 +9,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from bot.contract import ESCALATION_LEVEL_SLOT, PRODUCT, PRODUCTS_MENTIONED_SLOT, intent_name, search_hits
 from bot.knowledge_base import current_knowledge_base
-from bot.levels import NONE
+from bot.levels import NONE, escalates
 from bot.products import contextual_product, product_line, product_settings
 from bot.replies import article_answer, reply
 from bot.staff.handoff import is_staff
@@ -31,7 +31,7 @@ class ActionAnswerFromArticle(Action):
             dispatcher.utter_message(text=reply("fallback"))
             return []
         dispatcher.utter_message(**article_answer(kb, item, search_hits(tracker.latest_message)))
-        if (tracker.get_slot(ESCALATION_LEVEL_SLOT) or NONE) != NONE or is_staff(tracker.get_latest_input_channel()):
+        if escalates(tracker.get_slot(ESCALATION_LEVEL_SLOT) or NONE) or is_staff(tracker.get_latest_input_channel()):
             return []
         mentioned = list(tracker.get_slot(PRODUCTS_MENTIONED_SLOT) or [])
         settings = product_settings()

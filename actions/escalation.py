@@ -13,8 +13,8 @@ from bot.contract import (
     ESCALATION_LEVEL_SLOT,
     HANDOFF_SLOT,
     REPORT_WARNING_SIGN,
-    earlier_warning_signs,
     WARNING_SIGNS_SLOT,
+    earlier_warning_signs,
     intent_ranking,
     original_intent_name,
     search_hits,
@@ -38,11 +38,6 @@ def asked_item(kb: KnowledgeBase, parse_data: Dict[str, Any]) -> Optional[Any]:
     return next((kb.item(name) for name in question_intents(parse_data) if kb.item(name) is not None), None)
 
 
-def earlier_detections(tracker: Tracker) -> List[Dict[str, Any]]:
-    """The warning-sign detections of the conversation's earlier user messages."""
-    return earlier_warning_signs(tracker.events)
-
-
 class ActionEscalate(Action):
     """Sends the referral for the highest level of the conversation's warning signs, first."""
 
@@ -60,7 +55,7 @@ class ActionEscalate(Action):
             escalation = decide_escalation([], [], warning_signs(parse_data))
         else:
             escalation = decide_escalation(
-                tracker.get_slot(WARNING_SIGNS_SLOT) or [], earlier_detections(tracker), warning_signs(parse_data)
+                tracker.get_slot(WARNING_SIGNS_SLOT) or [], earlier_warning_signs(tracker.events), warning_signs(parse_data)
             )
         if escalation is None:  # a guess against what the patterns understood: answer the question
             dispatcher.utter_message(**(article_answer(kb, item, search_hits(parse_data)) if item else {"text": reply("fallback")}))
