@@ -253,14 +253,16 @@ def start_stack(
             ],
             f"{stack.url}/status?token={urllib.parse.quote(api_token)}",
         )
-        services = [actions, rasa]
+        services = [actions]
         if web_port:
             services.append(start(
                 "web",
                 [sys.executable, "-m", "bot.web", "--port", str(web_port), "--rasa-port", str(rasa_port), "--host", host],
                 f"{stack.web_url}/health",
             ))
-        for service in reversed(services):
+        # Rasa (the slowest to start) last: once its /status answers, start-up is complete, so a
+        # client that waits for Rasa never races the start-up checks of the other servers.
+        for service in [*services, rasa]:
             _wait_for(service.health_url, service.process, timeout)
     except BaseException:
         stack.stop()
