@@ -494,7 +494,7 @@ def test_detection_level_equals_combine_level_of_its_signs(detector):
 def test_to_dict_shape(detector):
     detection = detector.detect("Ik heb geen koorts maar kan niet plassen. Wat als ik ooit gevoelloos word?")
     data = detection.to_dict()
-    assert set(data) == {"level", "signs", "hypothetical", "negated", "scope"}
+    assert set(data) == {"level", "signs", "hypothetical", "negated", "scope", "scoped"}
     assert data["level"] == "urgent_now"
     assert data["signs"][0] == {"sign_id": "urinary_retention", "level": "urgent_now", "text": "niet plassen"}
     assert [m["sign_id"] for m in data["negated"]] == ["fever"]

@@ -278,7 +278,7 @@ def test_a_question_about_ones_own_sign_escalates(detector, text):
 
 def test_to_dict_has_reasons_and_scope(detector):
     data = detector.detect("Mijn buurman had vorig jaar koorts en kon niet plassen.").to_dict()
-    assert set(data) == {"level", "signs", "hypothetical", "negated", "scope"}
+    assert set(data) == {"level", "signs", "hypothetical", "negated", "scope", "scoped"}
     assert set(data["scope"]) == SCOPE_KEYS
     assert all(isinstance(value, bool) for value in data["scope"].values())
     assert data["level"] == "none" and data["signs"] == []
@@ -286,6 +286,7 @@ def test_to_dict_has_reasons_and_scope(detector):
         ("fever", "hearsay"),
         ("urinary_retention", "hearsay"),
     }
+    assert data["scoped"] == [{"reason": "hearsay", "text": "Mijn buurman had vorig jaar koorts en kon niet plassen."}]
     # present and negated signs carry no reason
     data = detector.detect("Ik heb geen koorts maar kan niet plassen.").to_dict()
     assert all("reason" not in m for m in data["signs"] + data["negated"])

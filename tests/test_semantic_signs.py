@@ -80,7 +80,7 @@ def test_semantic_adds_a_level_and_is_audited():
     assert combined["level"] == "urgent_now"
     assert [s["layer"] for s in combined["signs"]] == [PATTERNS, SEMANTIC]
     assert combined["signs"][-1] == {"sign_id": "urinary_retention", "level": "urgent_now", "score": 0.8,
-                                     "layer": SEMANTIC, "text": "er komt geen druppel meer uit"}
+                                     "layer": SEMANTIC, "text": "er komt geen druppel meer uit", "sentences": []}
 
 
 def test_semantic_never_lowers_what_the_patterns_found():
@@ -93,6 +93,21 @@ def test_semantic_respects_the_message_scope(scope):
     detection = {**DETECTION, "scope": {scope: True}}
     combined = combine_layers(detection, FINDING, "x")
     assert combined["level"] == "none" and combined["semantic_blocked"]["sign_id"] == "urinary_retention"
+
+
+def test_semantic_respects_the_scope_of_the_sentence_it_judged():
+    sentence = "Mijn buurman kon vorig jaar niet plassen."
+    detection = {**DETECTION, "scoped": [{"reason": "hearsay", "text": sentence}]}
+    in_scope = SemanticFinding("urinary_retention", "urgent_now", 0.8, sentence)
+    assert semantic_blocked(detection, in_scope)
+    elsewhere = SemanticFinding("urinary_retention", "urgent_now", 0.8, "Ik kan sinds vanochtend niet plassen.")
+    assert not semantic_blocked(detection, elsewhere)
+    assert not semantic_blocked({**detection, "scoped": [{"reason": "negation", "text": sentence}]}, in_scope)
+    # a finding on the whole message rests on its sentences: set apart only when all of them are
+    whole = "Mijn buurman kon vorig jaar niet plassen. Ik heb zelf spit."
+    assert semantic_blocked(detection, SemanticFinding("urinary_retention", "urgent_now", 0.5, whole, (sentence,)))
+    both = (sentence, "Ik kan sinds vanochtend niet plassen.")
+    assert not semantic_blocked(detection, SemanticFinding("urinary_retention", "urgent_now", 0.5, whole, both))
 
 
 def test_semantic_respects_a_sign_the_patterns_found_negated():

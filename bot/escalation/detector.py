@@ -73,6 +73,7 @@ class Detection:
     hypothetical: Tuple[SignMatch, ...] = ()
     negated: Tuple[SignMatch, ...] = ()
     scope: MessageScope = MessageScope()
+    scoped: Tuple[Tuple[str, str], ...] = ()  # (reason, text) of each part whose signs are not present
 
     @property
     def sign_ids(self) -> Tuple[str, ...]:
@@ -95,6 +96,7 @@ class Detection:
             "hypothetical": [match.to_dict() for match in self.hypothetical],
             "negated": [match.to_dict() for match in self.negated],
             "scope": self.scope.to_dict(),
+            "scoped": [{"reason": reason, "text": text} for reason, text in self.scoped],
         }
 
 
@@ -225,7 +227,9 @@ class SignDetector:
         combinations = self._combinations(found)
         level = max_level(*(match.level for match in found + combinations))
         flags = scopes.flags(view, level != NONE, self.book.whose.governs_share)
-        return Detection(level, found + combinations, hypothetical, negated, flags)
+        scoped = tuple((reason, view.doc[start:end].text) for reason, spans in scopes.not_present.items()
+                       for start, end in spans)
+        return Detection(level, found + combinations, hypothetical, negated, flags, scoped)
 
     def _without_suppressed(self, present: Dict[str, _Instance]) -> Dict[str, _Instance]:
         """Signs whose more specific sign (suppressed_by) is not present too."""

@@ -4,7 +4,8 @@ The semantic layer adds a sign (and its level) only when the message is made of 
 assistant knows (the UnknownWordsClassifier's verdict) and the patterns did not understand it as
 something else (policy, behaviour 2, 6 and 8):
 - not when the message as a whole is hypothetical, a general question, hearsay about someone
-  else's past or the writer's resolved past (the detection's `scope`);
+  else's past or the writer's resolved past (the detection's `scope`), nor when every sentence it
+  rests on lies in such a part of the message (the detection's `scoped` parts);
 - not when the patterns found that very sign (or a sign it stands for) negated or hypothetical;
 - not, unless very confident, when the patterns found signs denied and none present;
 - not for a class whose evidence is a number (an age) the patterns did not find.
@@ -35,6 +36,8 @@ def semantic_blocked(detection: Mapping[str, Any], finding: SemanticFinding, unk
     scope = detection.get("scope") or {}
     if any(scope.get(name) for name in BLOCKING_SCOPES):
         return True
+    if judged_inside_scope(detection, finding):
+        return True
     understood = {sign["sign_id"] for key in ("negated", "hypothetical") for sign in detection.get(key) or []}
     if understood & {finding.sign_id, *related_signs(finding.sign_id, settings)}:
         return True
@@ -46,6 +49,20 @@ def semantic_blocked(detection: Mapping[str, Any], finding: SemanticFinding, unk
     required = (settings.get("requires_pattern_sign") or {}).get(finding.sign_id)
     found = {sign["sign_id"] for sign in detection.get("signs") or []}
     return bool(required) and not found & set(required)
+
+
+def _letters(text: str) -> str:
+    return "".join(character for character in text.lower() if character.isalnum())
+
+
+def judged_inside_scope(detection: Mapping[str, Any], finding: SemanticFinding) -> bool:
+    """Whether what the finding rests on lies within parts the patterns set apart as hypothetical,
+    general, hearsay or the writer's resolved past: every sentence that reaches the finding's level
+    on its own (or, without such sentences, the text it judged)."""
+    judged = [_letters(text) for text in (finding.sentences or (finding.text,)) if _letters(text or "")]
+    scoped = [_letters(part.get("text") or "") for part in detection.get("scoped") or []
+              if part.get("reason") in BLOCKING_SCOPES]
+    return bool(judged) and all(any(text in part for part in scoped) for text in judged)
 
 
 def combine_layers(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -45,9 +45,13 @@ class SemanticFinding:
     level: str
     score: float  # probability mass of that level and the levels above it
     text: str = ""  # what was judged: the message, its normalised form, or one of its sentences
+    # the message's sentences that reach this level on their own (when it has several): where the
+    # finding comes from, so that the patterns' scopes can set it apart (layers.py)
+    sentences: Tuple[str, ...] = ()
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"sign_id": self.sign_id, "level": self.level, "score": round(self.score, 4), "text": self.text}
+        return {"sign_id": self.sign_id, "level": self.level, "score": round(self.score, 4), "text": self.text,
+                "sentences": list(self.sentences)}
 
 
 SENTENCE_END = re.compile(r"(?<=[.!?;\n])\s+")
@@ -57,8 +61,13 @@ def texts_to_judge(text: str, robust: str, min_sentence_chars: int) -> List[str]
     """Besides the message itself: its normalised form when it differs, and each of its
     sentences when it has more than one (a sign buried in a question about something else)."""
     extra = [robust] if robust.strip() != text.strip() else []
+    return extra + sentences_of(robust, min_sentence_chars)
+
+
+def sentences_of(robust: str, min_sentence_chars: int) -> List[str]:
+    """The sentences of a message that has more than one (none for a single sentence)."""
     sentences = [part.strip() for part in SENTENCE_END.split(robust) if len(part.strip()) >= min_sentence_chars]
-    return extra + (sentences if len(sentences) > 1 else [])
+    return sentences if len(sentences) > 1 else []
 
 
 def strongest(findings: Sequence[Optional[SemanticFinding]]) -> Optional[SemanticFinding]:
@@ -140,6 +149,10 @@ class SemanticSignModel:
                 return SemanticFinding(self.classes[best], LEVELS[rank], mass, text)
         return None
 
+    def mass(self, vector: np.ndarray, level: str) -> float:
+        """The probability of the classes at `level` or above."""
+        return float(self.probabilities(vector)[self._rank >= level_rank(level)].sum())
+
     def save(self, directory: Path) -> None:
         np.savez(directory / ARRAYS_FILE, mean=self.mean, scale=self.scale, coef=self.coef, intercept=self.intercept)
         meta = {"classes": self.classes, "levels": self.levels, "thresholds": self.thresholds}
@@ -162,4 +175,12 @@ def judge(model: SemanticSignModel, text: str, vector: np.ndarray, robust: str,
     vectors = encode(extra) if extra else []
     parts = semantic_settings()["part_thresholds"]
     findings = [model.recognise(vector, text)] + [model.recognise(v, t, parts) for v, t in zip(vectors, extra)]
-    return strongest(findings)
+    best = strongest(findings)
+    if best is None:
+        return None
+    sentences = {t: v for t, v in zip(extra, vectors) if t in set(sentences_of(robust, min_sentence_chars))}
+    reaching = tuple(f.text for f in findings[1:] if f is not None and f.text in sentences
+                     and level_rank(f.level) >= level_rank(best.level))
+    if not reaching and sentences:  # none reaches it alone: it rests most on the sentence nearest to it
+        reaching = (max(sentences, key=lambda t: model.mass(sentences[t], best.level)),)
+    return replace(best, sentences=reaching)

@@ -24,6 +24,7 @@ from bot.devtools.benchmark.baselines import (
     rasa_default_predictor,
     score_offline,
 )
+from bot.devtools.benchmark.nlu_cost import semantic_layer_cost
 from bot.devtools.benchmark.load import CONCURRENCY, CONVERSATION_LENGTH, assistant_predictions, concurrent, single_user
 from bot.devtools.benchmark.profile import profile_messages, stack_rss
 from bot.devtools.benchmark.report import build_report, load_targets_missed, markdown_table, plot_latency
@@ -196,12 +197,15 @@ def run_benchmark(
     kb, questions, step = load_knowledge_base(), load_dev_set(), StepTimer()
     accuracy, baseline_model = score_baselines(kb, questions, step)
     run = measure_stack(kb, questions, accuracy, step, messages, warmup, profile, quiet_load)
+    semantic_layer = semantic_layer_cost()
+    step("semantic_layer_cost")
     train_s, train_note = train_seconds(skip_train, step)
     plot = plot_latency(run.single, {c: run.load[c]["latencies"] for c in run.load}, LATENCY_PLOT)
     report = build_report(
         accuracy, {**latency_summary(run.single), "warmup": warmup}, run.load, run.single_errors, train_s, run.rss,
         train_note=train_note,
         profile=run.profile,
+        semantic_layer=semantic_layer,
         rasa_default_model=relative(baseline_model),
         machine=machine_info(run),
         method=method_info(run, messages),
