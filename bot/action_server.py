@@ -6,7 +6,8 @@ server. `python -m bot.action_server --port 5055` (bot/stack.py starts it).
 - Bodies are bounded (MAX_BODY_BYTES) and compressed bodies refused (no decompression bombs).
 - An action error is logged with the action's name and the conversation id, never the tracker
   (rasa-sdk's own handler returns and logs the whole request body: the visitor's messages).
-- It delivers queued staff notices (bot/staff/outbox.py) in the background.
+- It delivers queued staff notices (bot/staff/outbox.py) in the background, and runs the retention
+  job (bot/privacy/retention.py: conversations RETENTION_DAYS after their last message are deleted).
 - It binds 127.0.0.1 unless HOST says otherwise.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sanic import Sanic, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.privacy.retention import purge_periodically
 from bot.staff.notifiers import staff_notifier_from_env
 from bot.staff.outbox import default_outbox
 from bot.tokens import ACTION_SERVER_TOKEN, secret
@@ -55,6 +57,7 @@ def create_action_server(token: str, package: str = "actions") -> Sanic:
     @app.listener("after_server_start")
     async def deliver_staff_notices(app: Sanic, loop: Any) -> None:
         app.add_task(default_outbox().deliver_forever(staff_notifier_from_env))
+        app.add_task(purge_periodically())
 
     @app.exception(Exception)
     async def action_failed(request: Request, exception: Exception) -> HTTPResponse:

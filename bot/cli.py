@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from bot import paths
+from bot.privacy import retention
 from bot.stack import ROOT, RASA_MODEL, running_stack, server_environment, write_endpoints
 from bot.tokens import ACTION_SERVER_TOKEN, secret
 
@@ -113,6 +114,19 @@ def bench(args: argparse.Namespace) -> None:
     run_benchmark(skip_train=args.skip_train, messages=args.messages, profile=args.profile, quiet_load=args.wait_quiet)
 
 
+def purge(args: argparse.Namespace) -> None:
+    """Delete conversations whose last message is older than the retention (RETENTION_DAYS), with their staff notices."""
+    config = retention.tracker_store_config()
+    removed = retention.purge(config, retention.retention_from_env(), retention.outbox_path_from_env(), dry_run=args.dry_run)
+    print(("would delete: " if args.dry_run else "deleted: ") + removed.summary())
+
+
+def erase(args: argparse.Namespace) -> None:
+    """Erase one conversation (a visitor's request): its stored events and staff notices."""
+    removed = retention.erase(retention.tracker_store_config(), args.conversation_id, retention.outbox_path_from_env())
+    print(f"{args.conversation_id}: erased {removed.summary()}")
+
+
 def matrix_registration(args: argparse.Namespace) -> None:
     """Print the homeserver's application service registration, from the MATRIX_* variables."""
     from bot.channels.matrix import registration_yaml
@@ -148,6 +162,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     bench_parser.add_argument("--wait-quiet", type=float, metavar="LOAD",
                               help="before the latency runs, wait (up to 15 min) for a 1-min load average below LOAD")
     bench_parser.set_defaults(function=bench)
+    purge_parser = commands.add_parser("purge", help="delete conversations older than RETENTION_DAYS (default 30) after their last message")
+    purge_parser.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    purge_parser.set_defaults(function=purge)
+    erase_parser = commands.add_parser("erase", help="erase one conversation by id (tracker rows, staff notices)")
+    erase_parser.add_argument("conversation_id")
+    erase_parser.set_defaults(function=erase)
     registration_parser = commands.add_parser("matrix-registration", help="print the Matrix application service registration")
     registration_parser.add_argument("--url", required=True, help="where the homeserver reaches Rasa, e.g. http://rasa:5005/webhooks/matrix")
     registration_parser.set_defaults(function=matrix_registration)

@@ -22,17 +22,25 @@ TEXT = "text"
 # -- intents ------------------------------------------------------------------------------------
 REPORT_WARNING_SIGN = "report_warning_sign"
 SESSION_START = "session_start"
+ERASE_CONVERSATION = "erase_conversation"  # a visitor asks to erase their conversation
+CONFIRM_ERASURE = "confirm_erasure"  # the confirmation button (payload /confirm_erasure)
+CANCEL_ERASURE = "cancel_erasure"
 
 # -- slots --------------------------------------------------------------------------------------
 ESCALATION_LEVEL_SLOT = "escalation_level"  # the conversation's highest level; never lowered
 WARNING_SIGNS_SLOT = "warning_signs"  # every sign reported in the conversation, in order
 PRODUCTS_MENTIONED_SLOT = "products_mentioned"
 HANDOFF_SLOT = "handoff_active"  # a hand-off to staff is open: the visitor's messages are mirrored
+# Set (True) by the erasure action once the visitor confirmed: the tracker store then deletes the
+# conversation instead of saving it (bot/stores/tracker_store.py). Never stored itself.
+ERASURE_CONFIRMED_SLOT = "erasure_confirmed"
 
 # -- metadata of bot messages (BotUttered metadata in the tracker) ------------------------------
 CITATION = "citation"  # {"item": item id, "heading": the `Bron:` text}: an answer from the article
 ESCALATION = "escalation"  # {"level", "signs", "time"}: a referral (audit)
 PRODUCT = "product"  # product id: a line about one of the article's products
+STAFF_USER = "staff_user"  # the staff member who wrote this message (a staff reply, `!antwoord`)
+ERASURE_QUESTION = "erasure_question"  # True: "Wil je dat ik dit gesprek wis?" (its buttons confirm)
 
 
 def intent_name(parse_data: Mapping[str, Any]) -> Optional[str]:
@@ -78,3 +86,9 @@ def earlier_warning_signs(events: List[Mapping[str, Any]]) -> List[Dict[str, Any
     user_events = [event for event in events if event.get("event") == "user"][:-1]
     return [warning_signs(event.get("parse_data") or {}) for event in user_events]
 
+
+
+def previous_bot_event(events: List[Mapping[str, Any]]) -> Optional[Mapping[str, Any]]:
+    """The last bot message before the conversation's latest user message (tracker events as dicts)."""
+    last_user = max((i for i, event in enumerate(events) if event.get("event") == "user"), default=len(events))
+    return next((event for event in reversed(events[:last_user]) if event.get("event") == "bot"), None)

@@ -45,3 +45,12 @@ def absolute(path: os.PathLike | str) -> Path:
     """`path` as given when absolute, else relative to the repository root (never the cwd)."""
     path = Path(path)
     return path if path.is_absolute() else ROOT / path
+
+
+# The endpoints file the running Rasa server reads (bot/stack.py writes one per stack and sets
+# RASA_ENDPOINTS for every server): the retention job and erasure clean its tracker store.
+ENDPOINTS_VARIABLE = "RASA_ENDPOINTS"
+
+
+def endpoints_path() -> Path:
+    return absolute(os.environ.get(ENDPOINTS_VARIABLE) or ENDPOINTS)

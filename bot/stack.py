@@ -21,12 +21,13 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import yaml
 
 from bot import paths
-from bot.tokens import ACTION_SERVER_TOKEN, RASA_API_TOKEN, private_directory, secret
+from bot.paths import ENDPOINTS_VARIABLE
+from bot.tokens import ACTION_SERVER_TOKEN, RASA_API_TOKEN, private_directory, secret, write_private
 from bot.web.app import page_origins
 
 ROOT = paths.ROOT
@@ -36,6 +37,7 @@ WEBCHAT_CHANNEL = "bot.channels.webchat.WebchatInput"  # its section in credenti
 DEFAULT_HOST = "127.0.0.1"
 STOP_TIMEOUT_S = 8.0
 RESTART_BACKOFF_MAX_S = 30.0
+PRIVATE_UMASK = 0o077  # the servers' files (database, journals) and the logs: owner only
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +56,7 @@ def write_endpoints(actions_port: int, directory: Path, tracker_db: Optional[Pat
     endpoints["action_endpoint"]["headers"] = {"Authorization": f"Bearer {secret(ACTION_SERVER_TOKEN)}"}
     if tracker_db is not None:
         endpoints["tracker_store"]["db"] = str(tracker_db)
-    path = private_directory(directory) / "endpoints.yml"
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(yaml.safe_dump(endpoints))
-    return path
+    return write_private(directory / "endpoints.yml", yaml.safe_dump(endpoints))
 
 
 def write_credentials(directory: Path, web_origins: Sequence[str] = ()) -> Path:
@@ -69,9 +67,7 @@ def write_credentials(directory: Path, web_origins: Sequence[str] = ()) -> Path:
         configured = webchat.get("cors_allowed_origins") or []
         configured = [configured] if isinstance(configured, str) else list(configured)
         webchat["cors_allowed_origins"] = configured + [o for o in web_origins if o not in configured]
-    path = directory / "credentials.yml"
-    path.write_text(yaml.safe_dump(credentials), encoding="utf-8")
-    return path
+    return write_private(directory / "credentials.yml", yaml.safe_dump(credentials))
 
 
 def _wait_for(url: str, process: subprocess.Popen, timeout: float) -> None:
@@ -177,6 +173,14 @@ class Stack:
                 process.wait()
 
 
+def private_log(path: Path) -> IO[str]:
+    """`path` opened for appending, readable by its owner only (logs name conversations)."""
+    private_directory(path.parent)
+    file = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a")
+    os.chmod(path, 0o600)
+    return file
+
+
 def server_environment(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     env = {**os.environ, **(extra or {})}
     env.setdefault("HF_HUB_OFFLINE", "1")
@@ -221,14 +225,17 @@ def start_stack(
     # RASA_URL: where the Matrix channel reaches this server's HTTP API (staff replies)
     environment = server_environment({
         "RASA_URL": f"http://127.0.0.1:{rasa_port}",
+        ENDPOINTS_VARIABLE: str(endpoints),  # the tracker store the retention job and erasure clean
         RASA_API_TOKEN: api_token,
         ACTION_SERVER_TOKEN: secret(ACTION_SERVER_TOKEN),
         **(env or {}),
     })
 
     def spawn(name: str, command: List[str]) -> subprocess.Popen:
-        output = open(log_dir / f"{name}.log", "a") if log_dir else None
-        return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT if output else None)
+        output = private_log(log_dir / f"{name}.log") if log_dir else None
+        # umask 077: whatever a server creates (the SQLite database, its journal) is its owner's only
+        return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output,
+                                stderr=subprocess.STDOUT if output else None, umask=PRIVATE_UMASK)
 
     stack = Stack(rasa_port, actions_port, api_token, tracker_db, web_port, spawn=spawn)
 

@@ -27,6 +27,16 @@ def private_directory(directory: Path = paths.VAR_DIR) -> Path:
     return directory
 
 
+def write_private(path: Path, text: str) -> Path:
+    """`text` written to `path`, readable by its owner only (created 0600, whatever the umask)."""
+    private_directory(path.parent)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an existing file keeps its mode on open
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+    return path
+
+
 def secret(variable: str, directory: Path = paths.VAR_DIR) -> str:
     """The secret named `variable`: from the environment, else from var/<variable lowercased>,
     generated there (32 random bytes, hex) on first use."""

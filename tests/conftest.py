@@ -99,7 +99,8 @@ def stack(tmp_path_factory, request):
     # the Matrix staff channel too (tests/test_matrix_channel.py): one Rasa server for every test
     # The suite escalates hundreds of labelled messages, each queuing a staff notice: the total
     # hand-off limit is set above a test run (tests/test_staff_outbox.py tests the limit itself).
-    env = {"HANDOFF_TOTAL": "100000", **(matrix.env if matrix else {})}
+    # The retention job runs every 2 s (tests/test_privacy.py ages a conversation and waits for it).
+    env = {"HANDOFF_TOTAL": "100000", "PURGE_INTERVAL_S": "2", **(matrix.env if matrix else {})}
     with running_stack(
         work_dir=work, tracker_db=work / "conversations.db", log_dir=logs, web=True, env=env,
         **({"rasa_port": matrix.rasa_port} if matrix else {}),

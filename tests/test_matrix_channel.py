@@ -99,7 +99,7 @@ def test_hand_off_round_trip(stack, matrix):
                           and "bezoeker: ik wil een medewerker spreken" in body)[-1]
     assert f"Gesprek: {visitor.sender} (kanaal: rest)" in notice and "Niveau: none" in notice
     assert "bezoeker: ik wil een medewerker spreken" in notice
-    assert "[e-mailadres]" in notice and "[telefoonnummer]" in notice
+    assert "[e-mail]" in notice and "[telefoonnummer]" in notice
     assert "jan.jansen" not in notice and "12345678" not in notice
 
     # a staff reply reaches the visitor's conversation as a bot utterance
@@ -154,6 +154,19 @@ def test_staff_reply_is_pushed_to_the_chat_widget(stack, matrix):
         wait_for("Bericht van een medewerker van het Anodyne-team: Hallo, ik help je verder.")
     finally:
         client.disconnect()
+
+
+def test_staff_erase_a_conversation(stack, matrix):
+    visitor = Conversation(stack.rest_url)
+    visitor.say("Welke oefeningen helpen tegen rugpijn?")
+    assert any(e["event"] == "user" for e in tracker_events(stack, visitor.sender))
+    matrix.staff.sync()
+    matrix.staff.say(matrix.room, f"!vergeet {visitor.sender}")
+    erased = bot_messages(matrix, lambda body: body.startswith(f"Gesprek {visitor.sender} is gewist"))[-1]
+    assert "gebeurtenissen" in erased
+    assert not any(e["event"] == "user" for e in tracker_events(stack, visitor.sender)), "a stored row is left"
+    matrix.staff.say(matrix.room, f"!vergeet {visitor.sender}")  # a second request is harmless
+    bot_messages(matrix, lambda body: body == f"Van gesprek {visitor.sender} is niets (meer) bewaard.")
 
 
 def test_unknown_conversation_and_usage(stack, matrix):

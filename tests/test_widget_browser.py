@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sqlite3
 import threading
 import uuid
 from pathlib import Path
@@ -238,6 +239,39 @@ def test_chat_widget_in_the_browser(stack, browser):
         # nothing left the machine: every request went to this stack
         outside = [url for url in chat.requests if urlsplit(url).hostname not in LOCAL_HOSTS and not url.startswith("data:")]
         assert outside == []
+    finally:
+        context.close()
+
+
+def stored_events(stack, sender: str) -> int:
+    with sqlite3.connect(stack.tracker_db) as db:
+        return db.execute("SELECT COUNT(*) FROM events WHERE sender_id = ?", (sender,)).fetchone()[0]
+
+
+def test_privacy_notice_and_erasure_in_the_widget(stack, browser):
+    """The chat opens with the privacy notice; "verwijder mijn gesprek" asks, the button erases."""
+    context = browser.new_context(locale="nl-NL", viewport={"width": 390, "height": 800})  # a phone
+    chat = ChatPage(context.new_page())
+    try:
+        chat.open(stack.web_url)
+        chat.open_chat_with_keyboard()
+        notice = chat.page.locator(".rw-messages-container .privacy-notice")
+        notice.wait_for(state="visible")
+        text = notice.inner_text()
+        assert "digitale assistent" in text and "30 dagen" in text and "verwijder mijn gesprek" in text
+        chat.ask(QUESTION, r"Bron: ")
+        sender = chat.session_id()
+        assert stored_events(stack, sender) > 0
+        chat.screenshot("08-privacy-notice")
+
+        chat.ask("verwijder mijn gesprek", r"Wil je dat ik dit gesprek wis")
+        assert stored_events(stack, sender) > 0, "erased before the visitor confirmed"
+        before = len(chat.responses())
+        chat.page.locator("div.rw-reply", has_text="Ja, wis mijn gesprek").click()
+        chat.wait_for_response(r"gewist", after=before)
+        chat.screenshot("09-erased")
+        assert stored_events(stack, sender) == 0
+        assert chat.errors == [], chat.errors
     finally:
         context.close()
 

@@ -8,7 +8,9 @@ through the client-server API as the bot user. Settings come from MATRIX_* envir
 In the staff room:
 - a question gets the assistant's answer (the conversation is "<user>@<room>", channel `matrix`);
 - `!antwoord <conversation-id> <tekst>` delivers the text to a visitor's conversation;
-- `!klaar <conversation-id>` ends the hand-off (the visitor's messages are no longer mirrored).
+- `!klaar <conversation-id>` ends the hand-off (the visitor's messages are no longer mirrored);
+- `!vergeet <conversation-id>` erases the conversation: its stored events and staff notices
+  (bot/privacy/retention.py); erasing one that is gone already says so.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot import paths
-from bot.contract import HANDOFF_SLOT
+from bot.contract import HANDOFF_SLOT, STAFF_USER
+from bot.privacy import retention
 from bot.replies import reply
 from bot.staff.notifiers import TIMEOUT, MatrixClient, MatrixSettings
 
@@ -219,13 +222,24 @@ class MatrixInput(InputChannel):
         command, _, rest = text.partition(" ")
         conversation_id, _, message = rest.strip().partition(" ")
         command = command.lower()
-        if command not in ("!antwoord", "!klaar") or not conversation_id or (command == "!antwoord" and not message.strip()):
+        if command not in ("!antwoord", "!klaar", "!vergeet") or not conversation_id or (command == "!antwoord" and not message.strip()):
             return reply("staff_command_usage")
+        if command == "!vergeet":
+            return await self._erase(conversation_id, staff_user)
         if not await self.rasa.has_conversation(conversation_id):
             return reply("staff_unknown_conversation", conversation_id=conversation_id)
         if command == "!antwoord":
-            event = {"event": "bot", "text": reply("staff_message_to_visitor", text=message.strip()), "metadata": {"staff_user": staff_user}}
+            event = {"event": "bot", "text": reply("staff_message_to_visitor", text=message.strip()), "metadata": {STAFF_USER: staff_user}}
             await self.rasa.append(conversation_id, [event])
             return reply("staff_reply_sent", conversation_id=conversation_id)
         await self.rasa.append(conversation_id, [{"event": "slot", "name": HANDOFF_SLOT, "value": False}])
         return reply("staff_hand_off_closed", conversation_id=conversation_id)
+
+    async def _erase(self, conversation_id: str, staff_user: str) -> str:
+        removed = await asyncio.get_running_loop().run_in_executor(
+            None, retention.erase, retention.tracker_store_config(), conversation_id, retention.outbox_path_from_env()
+        )
+        logger.info("Conversation %s erased by staff member %s: %s", conversation_id, staff_user, removed.summary())
+        if not removed.events and not removed.notices:
+            return reply("staff_nothing_to_erase", conversation_id=conversation_id)
+        return reply("staff_conversation_erased", conversation_id=conversation_id, removed=removed.summary())

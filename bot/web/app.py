@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -24,6 +24,7 @@ from babel.numbers import format_currency
 
 from bot import paths
 from bot.knowledge_base import KnowledgeBase, load_knowledge_base
+from bot.privacy.retention import retention_from_env
 
 WEB_DIR = Path(__file__).resolve().parent
 STATIC_DIR = WEB_DIR / "static"
@@ -138,12 +139,19 @@ def content_security_policy(socket_origin: str) -> str:
 
 
 def page_config(settings: Mapping[str, Any], socket: str) -> Dict[str, Any]:
-    """What static/widget.js reads: the WebChat.default(...) options, labels, message delay."""
+    """What static/widget.js reads: the WebChat.default(...) options, labels, message delay and
+    the privacy notice."""
     return {
         "widget": {**settings["widget"], "socketUrl": socket},
         "labels": settings.get("labels", {}),
         "messageDelayMs": int(settings.get("message_delay_ms", 300)),
+        "privacyNotice": settings["privacy_notice"].format(retention_days=retention_days_text(retention_from_env())),
     }
+
+
+def retention_days_text(retention: timedelta) -> str:
+    days = retention.total_seconds() / 86400
+    return f"{days:g}".replace(".", ",")
 
 
 def format_price(price: float, currency: str) -> str:

@@ -1,6 +1,6 @@
 // Starts the rasa-webchat widget with the options the page carries (#webchat-config, made by
 // bot/web/app.py), names its icon-only buttons, makes its quick replies ("Bedoel je…?") work with
-// the keyboard, disarms links with a non-web scheme (rasa-webchat 1.0.1 renders bot Markdown
+// the keyboard, shows the privacy notice, disarms links with a non-web scheme (rasa-webchat 1.0.1 renders bot Markdown
 // without sanitizing link URLs), and resumes the conversation with the server's session token.
 (function () {
   "use strict";
@@ -53,11 +53,29 @@
     });
   }
 
-  function watchWidget(labels) {
+  // What is kept, how long, how to erase it (site.yml privacy_notice): the first thing in the
+  // conversation, put back whenever the widget renders its message list anew (open, reload).
+  function showPrivacyNotice(root, text) {
+    if (!text) {
+      return;
+    }
+    root.querySelectorAll(".rw-messages-container").forEach(function (messages) {
+      if (!messages.querySelector(".privacy-notice")) {
+        var notice = document.createElement("p");
+        notice.className = "privacy-notice";
+        notice.setAttribute("role", "note");
+        notice.textContent = text;
+        messages.insertBefore(notice, messages.firstChild);
+      }
+    });
+  }
+
+  function watchWidget(labels, privacyNotice) {
     var update = function () {
       disarmLinks(document.body);
       nameButtons(document.body, labels);
       makeRepliesFocusable(document.body);
+      showPrivacyNotice(document.body, privacyNotice);
     };
     new MutationObserver(update).observe(document.body, { childList: true, subtree: true });
     update();
@@ -131,7 +149,7 @@
         },
       },
     });
-    watchWidget(config.labels || {});
+    watchWidget(config.labels || {}, config.privacyNotice);
     window.WebChat.default(options, null);
   }
 

@@ -1,0 +1,1 @@
+"""Health data handled as health data: redaction at rest, retention and erasure."""

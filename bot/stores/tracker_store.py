@@ -1,0 +1,76 @@
+"""Rasa's SQL tracker store (SQLite or PostgreSQL), careful with health data.
+
+endpoints.yml: `tracker_store: {type: bot.stores.tracker_store.PrivateSQLTrackerStore, dialect: …}`
+with the same keys as Rasa's `SQL` type. Three differences from `SQLTrackerStore`:
+- **Redaction at rest.** What people typed is written with e-mail addresses, phone numbers, BSN,
+  IBAN, postcode+huisnummer and dates replaced by typed placeholders (bot/privacy/redaction.py):
+  visitors' messages with their parse data, slots, and staff replies. The assistant's own messages
+  (article quotes, referrals) are kept as sent: they hold nothing a person typed. The turn being
+  processed is not affected: the NLU components and the actions see what the visitor typed;
+  later turns read the redacted history.
+- **Erasure on request.** When a turn's new events set the slot `erasure_confirmed` (the erasure
+  action, after the visitor confirmed), the conversation's rows are deleted instead of stored, with
+  its staff notices (bot/privacy/retention.py); the next message starts a new conversation.
+- **No message text in logs.** Database errors never carry the statement's parameters (the events'
+  JSON), whatever the log level; on SQLite, deleted rows are overwritten (`secure_delete`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Text
+
+import sqlalchemy as sa
+from rasa.core.tracker_store import SQLTrackerStore
+from rasa.shared.nlu.constants import INTENT_NAME_KEY
+from rasa.shared.core.events import BotUttered, Event, SlotSet
+from rasa.shared.core.trackers import DialogueStateTracker
+
+from bot.contract import ERASURE_CONFIRMED_SLOT, STAFF_USER
+from bot.privacy.redaction import redact_value
+from bot.privacy.retention import delete_notices, outbox_path_from_env, secure_delete
+
+logger = logging.getLogger(__name__)
+
+
+def written_by_the_assistant(event: Event) -> bool:
+    return isinstance(event, BotUttered) and STAFF_USER not in (event.metadata or {})
+
+
+def erasure_confirmed(event: Event) -> bool:
+    return isinstance(event, SlotSet) and event.key == ERASURE_CONFIRMED_SLOT and bool(event.value)
+
+
+class PrivateSQLTrackerStore(SQLTrackerStore):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.engine.hide_parameters = True  # SQL errors name the statement, never the visitor's text
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", secure_delete)
+
+    async def save(self, tracker: DialogueStateTracker) -> None:
+        """Stores the turn's new events, redacted; or, when the visitor confirmed an erasure in it,
+        deletes the whole conversation."""
+        await self.stream_events(tracker)
+        with self.session_scope() as session:
+            events = list(self._additional_events(session, tracker))
+            if any(erasure_confirmed(event) for event in events):
+                removed = session.query(self.SQLEvent).filter(self.SQLEvent.sender_id == tracker.sender_id).delete()
+                session.commit()
+                notices = delete_notices(outbox_path_from_env(), [tracker.sender_id])
+                logger.info("Conversation %s erased on request: %d events, %d staff notices", tracker.sender_id, removed, notices)
+                return
+            for event in events:
+                session.add(self._row(tracker.sender_id, event))
+            session.commit()
+
+    def _row(self, sender_id: Text, event: Event) -> "SQLTrackerStore.SQLEvent":
+        data = event.as_dict() if written_by_the_assistant(event) else redact_value(event.as_dict())
+        return self.SQLEvent(
+            sender_id=sender_id,
+            type_name=event.type_name,
+            timestamp=data.get("timestamp"),
+            intent_name=(data.get("parse_data") or {}).get("intent", {}).get(INTENT_NAME_KEY),
+            action_name=data.get("name"),
+            data=json.dumps(data),
+        )
