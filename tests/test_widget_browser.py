@@ -357,3 +357,71 @@ def test_hostile_bot_text_stays_inert(browser):
             chat.screenshot("08-hostile-bot-text")
         finally:
             context.close()
+
+
+def cited_items(stack, sender: str) -> List[dict]:
+    """The `citation` metadata ({"item", "heading"}) of the bot's messages, in order."""
+    events = stack.tracker(sender)["events"]
+    return [
+        event["metadata"]["citation"]
+        for event in events
+        if event["event"] == "bot" and (event.get("metadata") or {}).get("citation")
+    ]
+
+
+def test_citation_link_leads_to_the_section(stack, browser):
+    """The `Bron:` line of an answer links to the item it cites on the page (issue 18 item 5)."""
+    context = browser.new_context(locale="nl-NL", viewport={"width": 1280, "height": 900})
+    chat = ChatPage(context.new_page())
+    console_errors: List[str] = []
+    chat.page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+    try:
+        chat.open(stack.web_url)
+        chat.open_chat_with_keyboard()
+        chat.wait_for_response("digitale assistent")
+        before = len(chat.responses())
+        answer = chat.ask(QUESTION, r"Bron: ")
+
+        # the item the bot cited, as the tracker has it (the tracker is saved just after the reply)
+        sender = chat.session_id()
+        for _ in range(20):
+            citations = cited_items(stack, sender)
+            if citations:
+                break
+            chat.page.wait_for_timeout(250)
+        assert citations, "the tracker has no cited answer"
+        citation = citations[-1]
+        assert f"Bron: {citation['heading']}" in answer
+
+        # the Bron: line is a real link to that item's anchor, named by the heading
+        response = chat.page.locator(".rw-response").nth(before)
+        link = response.locator("a.citation-link")
+        link.wait_for()
+        assert link.count() == 1
+        assert link.get_attribute("href") == f"#{citation['item']}"
+        assert link.inner_text().strip() == citation["heading"]
+        assert chat.page.get_by_role("link", name=citation["heading"]).count() == 1
+        assert chat.page.evaluate("id => !!document.getElementById(id)", citation["item"])
+        assert "Bron: " in response.inner_text()  # the line itself stays as it was
+        assert chat.script_links() == 0  # disarmLinks keeps it (a link into this page)
+
+        # following it scrolls the page to the section; the chat stays open with the conversation
+        assert chat.page.evaluate("() => window.scrollY") == 0
+        link.click()
+        chat.page.wait_for_function("hash => location.hash === hash", arg=f"#{citation['item']}")
+        assert chat.page.evaluate("() => location.hash") == f"#{citation['item']}"
+        in_view = chat.page.evaluate(
+            """id => { const box = document.getElementById(id).getBoundingClientRect();
+                       return box.top >= 0 && box.top < window.innerHeight && box.bottom > 0; }""",
+            citation["item"],
+        )
+        assert in_view, "the cited section is not in the viewport"
+        assert chat.page.evaluate("id => document.querySelector(':target') === document.getElementById(id)", citation["item"])
+        assert chat.page.locator(".rw-conversation-container").is_visible()
+        assert any(f"Bron: {citation['heading']}" in text for text in chat.responses())
+        chat.screenshot("10-citation-link")
+
+        assert chat.errors == [], chat.errors
+        assert console_errors == [], console_errors
+    finally:
+        context.close()
