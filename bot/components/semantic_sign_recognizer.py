@@ -121,7 +121,7 @@ class SemanticSignRecognizer(GraphComponent):
         if vector is None:
             return None
         encoder = load_sentence_transformer(self._config[MODEL_KEY])
-        return judge(self._model, text, vector, robust_text(text), lambda texts: encode_queries(encoder, texts),
+        return judge(self._model, text, vector, robust_text(text, keep_compounds=True), lambda texts: encode_queries(encoder, texts),
                      self._config[MIN_SENTENCE_CHARS_KEY])
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:

@@ -105,7 +105,7 @@ def evaluate(cases: Sequence[Dict[str, Any]], model: SemanticSignModel, encoder:
     min_chars = SemanticSignRecognizer.get_default_config()[MIN_SENTENCE_CHARS_KEY]
     for case, vector in zip(cases, vectors):
         detection = detector.detect(case["text"]).to_dict()
-        finding = judge(model, case["text"], np.asarray(vector), robust_text(case["text"]),
+        finding = judge(model, case["text"], np.asarray(vector), robust_text(case["text"], keep_compounds=True),
                         lambda texts: encode_queries(encoder, texts), min_chars)
         combined = combine_layers(detection, finding, case["text"])
         signs = case.get("signs") or ([case["sign"]] if case.get("sign") and case["sign"] != NONE else [])

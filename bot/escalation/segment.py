@@ -106,17 +106,22 @@ def _respell(word: str, spellings: Dict[str, str]) -> str:
     return spellings.get(word.lower(), word)
 
 
-def robust_text(text: str) -> str:
-    """`text` with run-together words split and chat spellings written out; the rest unchanged."""
+def robust_text(text: str, keep_compounds: bool = False) -> str:
+    """`text` with run-together words split and chat spellings written out; the rest unchanged.
+    `keep_compounds`: a word that splits into two content words only ("rugoefeningen",
+    "warmtekussen") stays whole: a compound, not run-together chat (the semantic layer reads
+    compounds as they are; a second encoding would cost a forward pass and tell it nothing)."""
     settings = segmentation_settings()
     spellings = settings["spellings"]
+    function_words = frozenset(settings["extra_words"])
 
     def fix(match: "re.Match[str]") -> str:
         word = match.group(0)
         lower = word.lower()
         if len(lower) >= settings["min_token_chars"] and not is_known(lower) and not looks_like_a_typo(lower):
             pieces = split_word(lower)
-            if pieces:
+            compound = pieces is not None and len(pieces) == 2 and not function_words & set(pieces)
+            if pieces and not (keep_compounds and compound):
                 return " ".join(_respell(piece, spellings) for piece in pieces)
         return _respell(word, spellings)
 
