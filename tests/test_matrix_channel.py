@@ -3,6 +3,7 @@ events to the Matrix channel of the real Rasa server; staff questions, hand-offs
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import time
 import uuid
@@ -217,3 +218,17 @@ def test_wrong_homeserver_token_is_refused(stack, matrix, auth, status):
 
 def test_legacy_query_token_is_accepted(stack, matrix):
     assert transaction(stack, matrix, f"legacy-{uuid.uuid4().hex}", [], legacy=matrix.settings.hs_token).status_code == 200
+
+
+def test_staff_report_in_the_room(stack, matrix):
+    visitor = Conversation(stack.rest_url)
+    visitor.say("Welke oefeningen helpen tegen rugpijn?")
+    visitor.say("ik weet het niet zo goed, iets met dingen")
+    matrix.staff.sync()
+    matrix.staff.say(matrix.room, "!rapport")
+    report = bot_messages(matrix, lambda body: body.startswith("Rapport "))[-1]
+    counts = re.search(r": (\d+) gesprekken, (\d+) berichten; beantwoord uit het artikel (\d+) %", report)
+    assert counts, report
+    conversations, messages, answered = map(int, counts.groups())
+    assert conversations >= 1 and messages >= 2 and answered > 0, report
+    assert "Antwoordtijd p50 " in report and "Nog te bekijken: " in report

@@ -10,7 +10,8 @@ In the staff room:
 - `!antwoord <conversation-id> <tekst>` delivers the text to a visitor's conversation;
 - `!klaar <conversation-id>` ends the hand-off (the visitor's messages are no longer mirrored);
 - `!vergeet <conversation-id>` erases the conversation: its stored events and staff notices
-  (bot/privacy/retention.py); erasing one that is gone already says so.
+  (bot/privacy/retention.py); erasing one that is gone already says so;
+- `!rapport` posts the figures of the past 7 days (bot/staff/report.py).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from bot import paths
 from bot.contract import HANDOFF_SLOT, STAFF_USER
 from bot.privacy import retention
 from bot.replies import reply
+from bot.staff import report
 from bot.staff.notifiers import TIMEOUT, MatrixClient, MatrixSettings
 
 logger = logging.getLogger(__name__)
@@ -222,6 +224,8 @@ class MatrixInput(InputChannel):
         command, _, rest = text.partition(" ")
         conversation_id, _, message = rest.strip().partition(" ")
         command = command.lower()
+        if command == "!rapport" and not rest.strip():
+            return await self._report(staff_user)
         if command not in ("!antwoord", "!klaar", "!vergeet") or not conversation_id or (command == "!antwoord" and not message.strip()):
             return reply("staff_command_usage")
         if command == "!vergeet":
@@ -243,3 +247,14 @@ class MatrixInput(InputChannel):
         if not removed.events and not removed.notices:
             return reply("staff_nothing_to_erase", conversation_id=conversation_id)
         return reply("staff_conversation_erased", conversation_id=conversation_id, removed=removed.summary())
+
+    async def _report(self, staff_user: str) -> str:
+        try:
+            weekly = await asyncio.get_running_loop().run_in_executor(
+                None, report.last_week, retention.tracker_store_config()
+            )
+        except ValueError as error:  # no SQL tracker store configured
+            logger.warning("No weekly report: %s", error)
+            return reply("staff_report_unavailable")
+        logger.info("Weekly report requested by staff member %s", staff_user)
+        return weekly.text()
