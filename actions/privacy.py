@@ -16,7 +16,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from bot import clock
 from bot.contract import (
     CANCEL_ERASURE, CONFIRM_ERASURE, ERASURE_CONFIRMED_SLOT, ERASURE_QUESTION, ESCALATION_LEVEL_SLOT,
-    WARNING_SIGNS_SLOT, intent_name, previous_bot_event,
+    HANDOFF_SLOT, WARNING_SIGNS_SLOT, intent_name, previous_bot_event,
 )
 from bot.levels import NONE, escalates
 from bot.referral import referral_text
@@ -56,4 +56,5 @@ class ActionEraseConversation(Action):
             dispatcher.utter_message(text=reply("erasure_done_with_referral", referral=advice))
         else:
             dispatcher.utter_message(text=reply("erasure_done"))
-        return [SlotSet(ERASURE_CONFIRMED_SLOT, True)]
+        # an open hand-off ends with the conversation (the mirror stops copying this id's messages)
+        return [SlotSet(HANDOFF_SLOT, False), SlotSet(ERASURE_CONFIRMED_SLOT, True)]

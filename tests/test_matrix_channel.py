@@ -160,6 +160,7 @@ def test_staff_reply_is_pushed_to_the_chat_widget(stack, matrix):
 def test_staff_erase_a_conversation(stack, matrix):
     visitor = Conversation(stack.rest_url)
     visitor.say("Welke oefeningen helpen tegen rugpijn?")
+    visitor.say("ik wil een medewerker spreken")  # a hand-off is open: messages are mirrored
     assert any(e["event"] == "user" for e in tracker_events(stack, visitor.sender))
     matrix.staff.sync()
     matrix.staff.say(matrix.room, f"!vergeet {visitor.sender}")
@@ -168,6 +169,10 @@ def test_staff_erase_a_conversation(stack, matrix):
     assert not any(e["event"] == "user" for e in tracker_events(stack, visitor.sender)), "a stored row is left"
     matrix.staff.say(matrix.room, f"!vergeet {visitor.sender}")  # a second request is harmless
     bot_messages(matrix, lambda body: body == f"Van gesprek {visitor.sender} is niets (meer) bewaard.")
+    # the hand-off ended with the conversation: a new message under the same id is not mirrored
+    visitor.say("nog een vraag over oefeningen")
+    later = ask_staff_question(matrix, "Wat is het DAVID Spine-programma?")  # a full round trip later
+    assert not any(visitor.sender in message for message in later)
 
 
 def test_unknown_conversation_and_usage(stack, matrix):

@@ -240,8 +240,12 @@ class MatrixInput(InputChannel):
         return reply("staff_hand_off_closed", conversation_id=conversation_id)
 
     async def _erase(self, conversation_id: str, staff_user: str) -> str:
-        removed = await asyncio.get_running_loop().run_in_executor(
-            None, retention.erase, retention.tracker_store_config(), conversation_id, retention.outbox_path_from_env()
+        loop, config = asyncio.get_running_loop(), retention.tracker_store_config()
+        if await loop.run_in_executor(None, retention.conversation_exists, config, conversation_id):
+            # an open hand-off ends first: the mirror stops copying this id's messages
+            await self.rasa.append(conversation_id, [{"event": "slot", "name": HANDOFF_SLOT, "value": False}])
+        removed = await loop.run_in_executor(
+            None, retention.erase, config, conversation_id, retention.outbox_path_from_env()
         )
         logger.info("Conversation %s erased by staff member %s: %s", conversation_id, staff_user, removed.summary())
         if not removed.events and not removed.notices:

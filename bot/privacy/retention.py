@@ -426,6 +426,13 @@ def purge(config: Mapping[str, Any], retention: timedelta, outbox_path: Optional
     return removed
 
 
+def conversation_exists(config: Mapping[str, Any], conversation_id: str) -> bool:
+    """Whether the tracker store holds any event of this conversation (without creating one, as
+    reading it through Rasa's HTTP API would)."""
+    with ConversationStore.from_endpoint_config(config) as store:
+        return store.exists(conversation_id)
+
+
 def erase(config: Mapping[str, Any], conversation_id: str, outbox_path: Optional[Path]) -> Removed:
     """Delete every event and staff notice of one conversation at once; zero counts when there is
     nothing (left) to delete."""
