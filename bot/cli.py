@@ -33,6 +33,12 @@ def build_embedding_model(args: argparse.Namespace) -> None:
     print(f"embedding model: {build_sentence_transformer()}")
 
 
+def build_onnx(args: argparse.Namespace) -> None:
+    from bot.embeddings.onnx_model import export_onnx
+
+    print(f"embedding model for onnxruntime: {export_onnx(force=True)}")
+
+
 def build_spacy(args: argparse.Namespace) -> None:
     from bot.nlp import save_dutch_pipeline
 
@@ -144,6 +150,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     for name, function, help_text in [
         ("build-kb", build_kb, "parse data/article into models/knowledge_base.json"),
         ("build-embedding-model", build_embedding_model, "convert the bundled e5 model to sentence-transformers"),
+        ("build-onnx", build_onnx, "export the embedding model for onnxruntime (models/multilingual-e5-small/onnx/)"),
         ("build-spacy", build_spacy, "save the Dutch spaCy pipeline to models/spacy-nl"),
         ("train", train, "train the Rasa model (models/assistant.tar.gz)"),
         ("run", run, "serve the assistant: Rasa on RASA_PORT, actions on ACTIONS_PORT, the chat page on WEB_PORT"),

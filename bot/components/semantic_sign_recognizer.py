@@ -29,7 +29,8 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from bot.components.sentence_embedding_featurizer import SentenceEmbeddingFeaturizer
 from bot.contract import REPORT_WARNING_SIGN, SEMANTIC_SIGNS, TEXT
-from bot.embeddings.model import DEFAULT_EMBEDDING_MODEL, encode_queries, load_sentence_transformer
+from bot.embeddings.model import DEFAULT_EMBEDDING_MODEL
+from bot.embeddings.onnx_model import query_encoder
 from bot.escalation.segment import robust_text
 from bot.escalation.semantic import (
     NONE_CLASS,
@@ -87,8 +88,7 @@ class SemanticSignRecognizer(GraphComponent):
 
     def train(self, training_data: TrainingData) -> Resource:
         paraphrases = load_paraphrases()
-        encoder = load_sentence_transformer(self._config[MODEL_KEY])
-        vectors = [encode_queries(encoder, [p.text for p in paraphrases])]
+        vectors = [query_encoder(self._config[MODEL_KEY])([p.text for p in paraphrases])]
         classes = [p.class_id for p in paraphrases]
         ordinary = [self._vector(m) for m in training_data.intent_examples if m.get("intent") != REPORT_WARNING_SIGN]
         ordinary = [v for v in ordinary if v is not None]
@@ -120,8 +120,7 @@ class SemanticSignRecognizer(GraphComponent):
         vector = self._vector(message) if text else None
         if vector is None:
             return None
-        encoder = load_sentence_transformer(self._config[MODEL_KEY])
-        return judge(self._model, text, vector, robust_text(text, keep_compounds=True), lambda texts: encode_queries(encoder, texts),
+        return judge(self._model, text, vector, robust_text(text, keep_compounds=True), query_encoder(self._config[MODEL_KEY]),
                      self._config[MIN_SENTENCE_CHARS_KEY])
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:

@@ -33,6 +33,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from bot.embeddings.model import DEFAULT_EMBEDDING_MODEL, encode_queries, load_sentence_transformer
+from bot.embeddings.onnx_model import load_onnx_encoder
 
 MODEL = "model"
 BATCH_SIZE = "batch_size"
@@ -90,7 +91,11 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
         return self._model
 
     def embed(self, texts: List[Text]) -> np.ndarray:
-        """Query embeddings `[len(texts), dim]`, float32, L2-normalized."""
+        """Query embeddings `[len(texts), dim]`, float32, L2-normalized: by onnxruntime when the
+        model is exported (bot/embeddings/onnx_model.py, ~2.5x faster), else by the model itself."""
+        encoder = load_onnx_encoder(self._config[MODEL])
+        if encoder is not None:
+            return encoder.encode_queries(texts, batch_size=self._config[BATCH_SIZE])
         return encode_queries(self.model, texts, batch_size=self._config[BATCH_SIZE])
 
     def process(self, messages: List[Message]) -> List[Message]:

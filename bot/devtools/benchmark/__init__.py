@@ -10,7 +10,8 @@ Measures, against the real stack started on free ports with a temporary tracker 
 - `train_s`: a full `rasa train --force` into a temporary directory (training.py);
   `rss_mb` of both servers (profile.py);
 - `semantic_layer`: what the semantic warning-sign layer adds to one NLU parse, p50/p95 with and
-  without it, in-process (nlu_cost.py; issue 14 allows a p95 rise of at most 10 ms).
+  without it, in-process, on the dev set's questions and with the stress set's long messages
+  added (nlu_cost.py; issue 14 allows a p95 rise of at most 10 ms).
 
 run.py ties them together and writes `reports/bench.json` and `reports/latency.png`;
 report.py builds the report, its Markdown table and the plot.

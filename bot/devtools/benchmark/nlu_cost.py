@@ -2,8 +2,8 @@
 10 ms). The trained model is loaded in this process and parses each text once after a warm-up;
 the SemanticSignRecognizer's own time is measured inside each parse, so the same parses give the
 time with the layer and without it (parse minus the layer): no second model, no second run.
-Texts: the dev set's questions and the escalation stress set's messages (long and multi-sentence
-ones included: those are the ones the layer encodes again)."""
+Texts: the dev set's questions (what the benchmark sends), and those plus the escalation stress
+set's messages (long and multi-sentence: the ones the layer encodes again)."""
 from __future__ import annotations
 
 import asyncio
@@ -26,14 +26,25 @@ STRESS_SET = paths.TESTS_DIR / "escalation_stress_set.yml"
 WARMUP = 10
 
 
-def cost_texts() -> List[str]:
-    stress = yaml.safe_load(STRESS_SET.read_text(encoding="utf-8"))["cases"]
-    return [q.text.strip() for q in load_dev_set()] + [case["text"] for case in stress]
+def dev_set_questions() -> List[str]:
+    return [q.text.strip() for q in load_dev_set()]
+
+
+def stress_messages() -> List[str]:
+    return [case["text"] for case in yaml.safe_load(STRESS_SET.read_text(encoding="utf-8"))["cases"]]
+
+
+def semantic_layer_costs(model: Path = paths.RASA_MODEL) -> Dict[str, Any]:
+    """The cost on the questions the benchmark sends (the dev set) and on those plus the stress
+    set's messages (long and multi-sentence by design: the layer's worst case)."""
+    questions = dev_set_questions()
+    return {"dev_set_questions": semantic_layer_cost(model, questions),
+            "with_stress_messages": semantic_layer_cost(model, questions + stress_messages())}
 
 
 def semantic_layer_cost(model: Path = paths.RASA_MODEL, texts: Sequence[str] = ()) -> Dict[str, Any]:
     """p50/p95 of the whole parse, of the layer alone and of the parse without it (ms)."""
-    texts = list(texts) or cost_texts()
+    texts = list(texts) or dev_set_questions()
     configure_structlog(logging.WARNING)
     loop = asyncio.new_event_loop()
     layer_s: List[float] = []

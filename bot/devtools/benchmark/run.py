@@ -24,7 +24,7 @@ from bot.devtools.benchmark.baselines import (
     rasa_default_predictor,
     score_offline,
 )
-from bot.devtools.benchmark.nlu_cost import semantic_layer_cost
+from bot.devtools.benchmark.nlu_cost import semantic_layer_costs
 from bot.devtools.benchmark.load import CONCURRENCY, CONVERSATION_LENGTH, assistant_predictions, concurrent, single_user
 from bot.devtools.benchmark.profile import profile_messages, stack_rss
 from bot.devtools.benchmark.report import build_report, load_targets_missed, markdown_table, plot_latency
@@ -197,7 +197,7 @@ def run_benchmark(
     kb, questions, step = load_knowledge_base(), load_dev_set(), StepTimer()
     accuracy, baseline_model = score_baselines(kb, questions, step)
     run = measure_stack(kb, questions, accuracy, step, messages, warmup, profile, quiet_load)
-    semantic_layer = semantic_layer_cost()
+    semantic_layer = semantic_layer_costs()
     step("semantic_layer_cost")
     train_s, train_note = train_seconds(skip_train, step)
     plot = plot_latency(run.single, {c: run.load[c]["latencies"] for c in run.load}, LATENCY_PLOT)
