@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -129,6 +130,12 @@ class Conversation:
 @pytest.fixture
 def conversation(stack) -> Conversation:
     return Conversation(stack.rest_url)
+
+
+def stored_events(stack, sender: str) -> int:
+    """How many events of this conversation the stack's tracker store (SQLite) holds."""
+    with sqlite3.connect(stack.tracker_db) as db:
+        return db.execute("SELECT COUNT(*) FROM events WHERE sender_id = ?", (sender,)).fetchone()[0]
 
 
 def citation_of(messages: List[str]) -> str | None:

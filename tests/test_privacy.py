@@ -21,7 +21,7 @@ import requests
 from bot import paths
 from bot.cli import main as cli
 from bot.tokens import ACTION_SERVER_TOKEN, secret
-from conftest import ARTIFACTS, Conversation
+from conftest import ARTIFACTS, Conversation, stored_events
 
 pytestmark = pytest.mark.without_matrix
 
@@ -36,11 +36,6 @@ CONTACT_DETAILS: Dict[str, List[str]] = {
     "Ik woon op 1234 AB 56 in Utrecht": ["1234 AB 56"],
     "Ik ben geboren op 12-03-1965": ["12-03-1965"],
 }
-
-
-def event_rows(stack, sender: str) -> int:
-    with sqlite3.connect(stack.tracker_db) as db:
-        return db.execute("SELECT COUNT(*) FROM events WHERE sender_id = ?", (sender,)).fetchone()[0]
 
 
 def wait_until(condition, timeout_s: float = 20.0) -> bool:
@@ -62,12 +57,12 @@ def test_the_retention_job_deletes_a_conversation_idle_past_the_retention(stack)
     idle, active = Conversation(stack.rest_url), Conversation(stack.rest_url)
     idle.say("Welke oefeningen helpen bij rugpijn?")
     active.say("Welke oefeningen helpen bij rugpijn?")
-    assert event_rows(stack, idle.sender) > 0
+    assert stored_events(stack, idle.sender) > 0
     # as if the first conversation's last message were 31 days old (retention: 30 days)
     with sqlite3.connect(stack.tracker_db) as db:
         db.execute("UPDATE events SET timestamp = timestamp - ? WHERE sender_id = ?", (31 * DAY_S, idle.sender))
-    assert wait_until(lambda: event_rows(stack, idle.sender) == 0), "the job did not delete the idle conversation"
-    assert event_rows(stack, active.sender) > 0, "the job deleted a conversation within the retention"
+    assert wait_until(lambda: stored_events(stack, idle.sender) == 0), "the job did not delete the idle conversation"
+    assert stored_events(stack, active.sender) > 0, "the job deleted a conversation within the retention"
 
 
 # --- erasure on request -----------------------------------------------------------------------
@@ -78,16 +73,16 @@ def test_a_visitor_erases_their_conversation_after_confirming(stack):
     question = visitor.say("verwijder mijn gesprek")
     assert "/confirm_erasure" in buttons(question) and "/cancel_erasure" in buttons(question)
     assert "wis" in question[0]["text"]
-    assert event_rows(stack, visitor.sender) > 0, "erased before the visitor confirmed"
+    assert stored_events(stack, visitor.sender) > 0, "erased before the visitor confirmed"
 
     done = " ".join(visitor.texts("/confirm_erasure"))
     assert "gewist" in done
-    assert event_rows(stack, visitor.sender) == 0
+    assert stored_events(stack, visitor.sender) == 0
 
     # a second request is harmless: asked again, erased again, nothing left
     assert "/confirm_erasure" in buttons(visitor.say("wis mijn gegevens"))
     assert "gewist" in " ".join(visitor.texts("/confirm_erasure"))
-    assert event_rows(stack, visitor.sender) == 0
+    assert stored_events(stack, visitor.sender) == 0
     # and the conversation goes on as a new one
     assert any("Bron:" in text for text in visitor.texts("Welke oefeningen helpen bij rugpijn?"))
 
@@ -97,14 +92,14 @@ def test_a_confirmation_out_of_the_blue_asks_first(stack):
     visitor.say("Welke oefeningen helpen bij rugpijn?")
     replies = visitor.say("/confirm_erasure")
     assert "/confirm_erasure" in buttons(replies)
-    assert event_rows(stack, visitor.sender) > 0
+    assert stored_events(stack, visitor.sender) > 0
 
 
 def test_cancelling_keeps_the_conversation(stack):
     visitor = Conversation(stack.rest_url)
     visitor.say("verwijder mijn gesprek")
     assert "niet" in " ".join(visitor.texts("/cancel_erasure"))
-    assert event_rows(stack, visitor.sender) > 0
+    assert stored_events(stack, visitor.sender) > 0
 
 
 def test_an_escalated_conversation_keeps_its_advice_when_erased(stack):
@@ -113,7 +108,7 @@ def test_an_escalated_conversation_keeps_its_advice_when_erased(stack):
     visitor.say("verwijder mijn gesprek")
     done = " ".join(visitor.texts("/confirm_erasure"))
     assert "gewist" in done and ("huisarts" in done or "112" in done)
-    assert event_rows(stack, visitor.sender) == 0
+    assert stored_events(stack, visitor.sender) == 0
 
 
 def test_the_cli_erases_one_conversation_by_id(stack):
@@ -123,7 +118,7 @@ def test_the_cli_erases_one_conversation_by_id(stack):
         patch.setenv(paths.ENDPOINTS_VARIABLE, str(Path(stack.tracker_db).parent / "endpoints.yml"))
         cli(["erase", visitor.sender])  # the command line, against the stack's files
         cli(["erase", visitor.sender])  # harmless
-    assert event_rows(stack, visitor.sender) == 0
+    assert stored_events(stack, visitor.sender) == 0
 
 
 # --- redaction at rest ------------------------------------------------------------------------

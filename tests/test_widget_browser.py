@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sqlite3
 import threading
 import uuid
 from pathlib import Path
@@ -25,7 +24,7 @@ from playwright import sync_api as playwright_api
 
 from bot.stack import free_port
 from bot.web.app import WebConfig, create_app
-from conftest import ARTIFACTS
+from conftest import ARTIFACTS, stored_events
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -241,11 +240,6 @@ def test_chat_widget_in_the_browser(stack, browser):
         assert outside == []
     finally:
         context.close()
-
-
-def stored_events(stack, sender: str) -> int:
-    with sqlite3.connect(stack.tracker_db) as db:
-        return db.execute("SELECT COUNT(*) FROM events WHERE sender_id = ?", (sender,)).fetchone()[0]
 
 
 def test_privacy_notice_and_erasure_in_the_widget(stack, browser):

@@ -13,8 +13,9 @@ features always have length 1.
 
 `model` is the one setting naming the embedding model: a sentence-transformers folder (relative to
 the working directory or the repository root) or a hub name. It is loaded once per process and
-shared with every other user of `bot.embeddings.model.load_sentence_transformer` (e.g.
-KnowledgeBaseSearch), so a message is encoded once.
+shared with every other user of `bot.embeddings.onnx_model.query_encoder` (onnxruntime when `make
+build` exported the model, else sentence-transformers); KnowledgeBaseSearch and the semantic
+warning-sign layer read this component's vector, so a message is encoded once.
 """
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from bot.embeddings.model import DEFAULT_EMBEDDING_MODEL, encode_queries, load_sentence_transformer
-from bot.embeddings.onnx_model import load_onnx_encoder
+from bot.embeddings.model import DEFAULT_EMBEDDING_MODEL, load_sentence_transformer
+from bot.embeddings.onnx_model import query_encoder
 
 MODEL = "model"
 BATCH_SIZE = "batch_size"
@@ -71,7 +72,7 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
         execution_context: ExecutionContext,
     ) -> "SentenceEmbeddingFeaturizer":
         component = cls(config, execution_context.node_name)
-        component.model  # load now (once per process), not on the first message
+        query_encoder(config[MODEL])  # load now (once per process), not on the first message
         return component
 
     @classmethod
@@ -93,10 +94,7 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
     def embed(self, texts: List[Text]) -> np.ndarray:
         """Query embeddings `[len(texts), dim]`, float32, L2-normalized: by onnxruntime when the
         model is exported (bot/embeddings/onnx_model.py, ~2.5x faster), else by the model itself."""
-        encoder = load_onnx_encoder(self._config[MODEL])
-        if encoder is not None:
-            return encoder.encode_queries(texts, batch_size=self._config[BATCH_SIZE])
-        return encode_queries(self.model, texts, batch_size=self._config[BATCH_SIZE])
+        return query_encoder(self._config[MODEL], self._config[BATCH_SIZE])(texts)
 
     def process(self, messages: List[Message]) -> List[Message]:
         """Adds the sentence feature to every message that has a text (one batched encode)."""

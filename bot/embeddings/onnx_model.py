@@ -303,14 +303,16 @@ def load_onnx_encoder(model_dir: PathLike = DEFAULT_EMBEDDING_MODEL) -> Optional
         return encoder
 
 
-def query_encoder(model_dir: PathLike = DEFAULT_EMBEDDING_MODEL) -> Callable[[Sequence[str]], np.ndarray]:
+def query_encoder(model_dir: PathLike = DEFAULT_EMBEDDING_MODEL,
+                  batch_size: int = 32) -> Callable[[Sequence[str]], np.ndarray]:
     """Encode queries with onnxruntime when the model is exported (`make build` does it), else with
-    sentence-transformers: the same vectors either way (cosine >= 0.9999999)."""
+    sentence-transformers: the same vectors either way (cosine >= 0.9999999). Loads the encoder
+    (once per process)."""
     encoder = load_onnx_encoder(model_dir)
     if encoder is not None:
-        return encoder.encode_queries
+        return lambda texts: encoder.encode_queries(texts, batch_size=batch_size)
     model = load_sentence_transformer(str(model_dir))
-    return lambda texts: encode_queries(model, texts)
+    return lambda texts: encode_queries(model, texts, batch_size=batch_size)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -178,7 +178,8 @@ def judge(model: SemanticSignModel, text: str, vector: np.ndarray, robust: str,
     best = strongest(findings)
     if best is None:
         return None
-    sentences = {t: v for t, v in zip(extra, vectors) if t in set(sentences_of(robust, min_sentence_chars))}
+    sentence_texts = set(sentences_of(robust, min_sentence_chars))
+    sentences = {t: v for t, v in zip(extra, vectors) if t in sentence_texts}
     reaching = tuple(f.text for f in findings[1:] if f is not None and f.text in sentences
                      and level_rank(f.level) >= level_rank(best.level))
     if not reaching and sentences:  # none reaches it alone: it rests most on the sentence nearest to it
