@@ -12,6 +12,8 @@ RASA := $(BIN)/rasa
 export RASA_PORT ?= 5005
 export ACTIONS_PORT ?= 5055
 export WEB_PORT ?= 8000
+export CLUSTER_PORT ?= 8080
+export CLUSTER_REPLICAS ?= $(shell nproc)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RASA_TELEMETRY_ENABLED := false
@@ -30,12 +32,13 @@ RASA_MODEL := models/assistant.tar.gz
 TRAIN_INPUTS := config.yml domain.yml $(wildcard data/*.yml data/nlu/*.yml) \
 	$(wildcard bot/components/*.py bot/escalation/* bot/escalation/paraphrases/*.yml) $(KNOWLEDGE_BASE) $(EMBEDDING_MODEL) $(SPACY_PIPELINE)
 
-.PHONY: help install chromium synapse build train run shell test test-conversations bench clean
+.PHONY: help install chromium nginx synapse build train run cluster shell test test-conversations bench clean
 
 help:
 	@echo "make run    serve the assistant (chat page http://localhost:$(WEB_PORT), Rasa :$(RASA_PORT), actions :$(ACTIONS_PORT))"
 	@echo "make test   run every test"
 	@echo "make test-conversations FILE=tests/conversations/x.yml   one file of conversation tests (no FILE: all)"
+	@echo "make cluster   $(CLUSTER_REPLICAS) Rasa servers behind nginx on :$(CLUSTER_PORT) (PostgreSQL, Redis, RabbitMQ; README \"Production topology\")"
 	@echo "make install | build | train | shell | bench | clean"
 
 $(INSTALLED): pyproject.toml
@@ -70,6 +73,11 @@ chromium:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# The one entry of `make cluster` (tests/test_cluster.py): Debian's nginx, run as a child process.
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; }
+
 # The Matrix homeserver tests/test_matrix_channel.py runs (Synapse, pinned) in its own venv: its
 # dependencies clash with Rasa's. Rebuilt only when matrix/synapse-requirements.txt changes.
 $(SYNAPSE_INSTALLED): matrix/synapse-requirements.txt
@@ -81,7 +89,7 @@ $(SYNAPSE_INSTALLED): matrix/synapse-requirements.txt
 
 synapse: $(SYNAPSE_INSTALLED)
 
-install: $(INSTALLED) $(NODE_MODULES) chromium $(SYNAPSE_INSTALLED)
+install: $(INSTALLED) $(NODE_MODULES) chromium nginx $(SYNAPSE_INSTALLED)
 build: install $(KNOWLEDGE_BASE) $(EMBEDDING_MODEL) $(EMBEDDING_ONNX) $(SPACY_PIPELINE)
 
 $(RASA_MODEL): $(INSTALLED) $(TRAIN_INPUTS)
@@ -91,6 +99,11 @@ train: build $(RASA_MODEL)
 
 run: train
 	$(BIN)/python -m bot.cli run
+
+# Rasa's distributed setup on this machine: CLUSTER_REPLICAS Rasa servers (default one per core)
+# sharing PostgreSQL, Redis and RabbitMQ (endpoints.cluster.yml), nginx on CLUSTER_PORT.
+cluster: train nginx
+	$(BIN)/python -m bot.cli cluster
 
 shell: train
 	$(BIN)/python -m bot.cli shell

@@ -76,6 +76,27 @@ def run(args: argparse.Namespace) -> None:
         stack.supervise(stop.is_set)
 
 
+def cluster(args: argparse.Namespace) -> None:
+    """Rasa's distributed setup behind nginx (README "Production topology"): CLUSTER_REPLICAS Rasa
+    servers (default one per core) on PostgreSQL, Redis and RabbitMQ, the page, one entry on
+    CLUSTER_PORT; a server that dies is started again; SIGTERM or Ctrl-C stops all."""
+    from bot.cluster import DEFAULT_PORT, running_cluster
+
+    replicas = int(os.environ.get("CLUSTER_REPLICAS") or os.cpu_count() or 1)
+    port = int(os.environ.get("CLUSTER_PORT") or DEFAULT_PORT)
+    stop = threading.Event()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signal_number, lambda *_: stop.set())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    log_dir = os.environ.get("LOG_DIR")
+    with running_cluster(
+        replicas=replicas, port=port, work_dir=paths.VAR_DIR / "cluster", log_dir=Path(log_dir) if log_dir else None,
+    ) as running:
+        print(f"Cluster ready: {replicas} Rasa servers behind nginx on {running.public_url} (chat page /, "
+              f"REST {running.rest_url}, socket.io /socket.io/); Rasa's HTTP API on {running.url}. Ctrl-C stops.", flush=True)
+        running.supervise(stop.is_set)
+
+
 def shell(args: argparse.Namespace) -> None:
     """`rasa shell` with the action server running beside it."""
     actions_port = int(os.environ.get("ACTIONS_PORT", 5055))
@@ -154,6 +175,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         ("build-spacy", build_spacy, "save the Dutch spaCy pipeline to models/spacy-nl"),
         ("train", train, "train the Rasa model (models/assistant.tar.gz)"),
         ("run", run, "serve the assistant: Rasa on RASA_PORT, actions on ACTIONS_PORT, the chat page on WEB_PORT"),
+        ("cluster", cluster, "several Rasa servers behind nginx on CLUSTER_PORT (PostgreSQL, Redis, RabbitMQ)"),
         ("shell", shell, "talk to the assistant in the terminal"),
         ("evaluate", evaluate, "dev-set top-1 per retrieval method (needs `make run`)"),
     ]:

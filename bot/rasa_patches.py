@@ -8,17 +8,26 @@ replacement validates the same reply against the same schema and raises the same
 
 `RemoteAction.run` is wrapped by bot/action_guard.py: bounded in time, and the referral is sent by
 the Rasa server itself when the escalation action cannot run.
+
+`FailSafeTrackerStore` (which Rasa wraps around every tracker store) answers a failed read with
+"no conversation" and keeps a failed save in memory, where it is lost with the process (and on
+another replica never seen): the visitor gets a reply whose turn is not stored. For our store's
+`TrackerStoreUnavailable` (the database cannot be reached) its error handlers raise instead, so
+the message fails as a whole and the REST channel answers 503 (bot/channels/rest.py). Any other
+error is handled as Rasa does.
 """
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any, Dict, Text
+from functools import lru_cache, wraps
+from typing import Any, Callable, Dict, Text
 
 import jsonschema
 from rasa.core.actions.action import RemoteAction
+from rasa.core.tracker_store import FailSafeTrackerStore
 from rasa.shared.constants import DOCS_BASE_URL
 
 from bot.action_guard import guarded
+from bot.stores.tracker_store import TrackerStoreUnavailable
 
 
 @lru_cache(maxsize=1)
@@ -43,9 +52,29 @@ def validate_action_result(self: RemoteAction, result: Dict[Text, Any]) -> bool:
         raise error
 
 
+ErrorHandler = Callable[[FailSafeTrackerStore, Exception], None]
+
+
+def unavailable_raises(handler: ErrorHandler) -> ErrorHandler:
+    """A `FailSafeTrackerStore` error handler that raises `TrackerStoreUnavailable` (it runs inside
+    the `except` of the failed call: raising there fails the call) and handles the rest as before."""
+
+    @wraps(handler)
+    def on_error(self: FailSafeTrackerStore, error: Exception) -> None:
+        if isinstance(error, TrackerStoreUnavailable):
+            raise error
+        handler(self, error)
+
+    return on_error
+
+
 _original_run = RemoteAction.run
+_original_on_error = FailSafeTrackerStore.on_tracker_store_error
+_original_on_retrieve_error = FailSafeTrackerStore.on_tracker_store_retrieve_error
 
 
 def apply() -> None:
     RemoteAction._validate_action_result = validate_action_result
     RemoteAction.run = guarded(_original_run)
+    FailSafeTrackerStore.on_tracker_store_error = unavailable_raises(_original_on_error)
+    FailSafeTrackerStore.on_tracker_store_retrieve_error = unavailable_raises(_original_on_retrieve_error)

@@ -48,10 +48,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_endpoints(actions_port: int, directory: Path, tracker_db: Optional[Path] = None) -> Path:
+def write_endpoints(actions_port: int, directory: Path, tracker_db: Optional[Path] = None,
+                    sections: Optional[Dict[str, Any]] = None) -> Path:
     """endpoints.yml with the action server's port and token (a private file: it holds the
-    token), optionally another SQLite file."""
+    token), optionally another SQLite file, and `sections` replacing whole sections (e.g. a
+    PostgreSQL `tracker_store`; a section set to None is removed)."""
     endpoints = yaml.safe_load(paths.ENDPOINTS.read_text(encoding="utf-8"))
+    for name, section in (sections or {}).items():
+        if section is None:
+            endpoints.pop(name, None)
+        else:
+            endpoints[name] = section
     endpoints["action_endpoint"]["url"] = f"http://127.0.0.1:{actions_port}/webhook"
     endpoints["action_endpoint"]["headers"] = {"Authorization": f"Bearer {secret(ACTION_SERVER_TOKEN)}"}
     if tracker_db is not None:
@@ -59,10 +66,13 @@ def write_endpoints(actions_port: int, directory: Path, tracker_db: Optional[Pat
     return write_private(directory / "endpoints.yml", yaml.safe_dump(endpoints))
 
 
-def write_credentials(directory: Path, web_origins: Sequence[str] = ()) -> Path:
-    """credentials.yml with the demo page's origins added to those the socket.io channel allows."""
+def write_credentials(directory: Path, web_origins: Sequence[str] = (), webchat_settings: Optional[Dict[str, Any]] = None) -> Path:
+    """credentials.yml with the demo page's origins added to those the socket.io channel allows
+    (and `webchat_settings` added to that channel's section, e.g. the cluster's Redis)."""
     credentials = yaml.safe_load(paths.CREDENTIALS.read_text(encoding="utf-8")) or {}
     webchat = credentials.get(WEBCHAT_CHANNEL)
+    if webchat is not None and webchat_settings:
+        webchat.update(webchat_settings)
     if webchat is not None and web_origins:
         configured = webchat.get("cors_allowed_origins") or []
         configured = [configured] if isinstance(configured, str) else list(configured)
@@ -70,7 +80,7 @@ def write_credentials(directory: Path, web_origins: Sequence[str] = ()) -> Path:
     return write_private(directory / "credentials.yml", yaml.safe_dump(credentials))
 
 
-def _wait_for(url: str, process: subprocess.Popen, timeout: float) -> None:
+def wait_for(url: str, process: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -195,6 +205,42 @@ def server_environment(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]
     return env
 
 
+def spawner(environment: Dict[str, str], log_dir: Optional[Path]) -> Callable[[str, List[str]], subprocess.Popen]:
+    """Starts a server process in the repository root with `environment`, its output appended to
+    `<log_dir>/<name>.log` (or the terminal without `log_dir`)."""
+
+    def spawn(name: str, command: List[str]) -> subprocess.Popen:
+        output = private_log(log_dir / f"{name}.log") if log_dir else None
+        # umask 077: whatever a server creates (the SQLite database, its journal) is its owner's only
+        return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output,
+                                stderr=subprocess.STDOUT if output else None, umask=PRIVATE_UMASK)
+
+    return spawn
+
+
+def actions_command(port: int, host: str) -> List[str]:
+    return [sys.executable, "-m", "bot.action_server", "--port", str(port), "--host", host]
+
+
+def rasa_command(
+    port: int, endpoints: Path, credentials: Path, api_token: str, host: str,
+    model: Path = RASA_MODEL, origins: Sequence[str] = (),
+) -> List[str]:
+    """`rasa run` as every Rasa server of this project runs: HTTP API behind the token, CORS for
+    the page origins."""
+    return [
+        str(Path(sys.executable).parent / "rasa"), "run", "--enable-api", "--auth-token", api_token,
+        "--interface", host, "--model", str(model),
+        "--port", str(port), "--endpoints", str(endpoints),
+        "--credentials", str(credentials), *(["--cors", *origins] if origins else []),
+    ]
+
+
+def web_command(port: int, rasa_port: int, host: str) -> List[str]:
+    """The demo page; the widget connects to the page's host on `rasa_port`."""
+    return [sys.executable, "-m", "bot.web", "--port", str(port), "--rasa-port", str(rasa_port), "--host", host]
+
+
 def start_stack(
     rasa_port: Optional[int] = None,
     actions_port: Optional[int] = None,
@@ -206,20 +252,21 @@ def start_stack(
     web: bool = False,
     web_port: Optional[int] = None,
     env: Optional[Dict[str, str]] = None,
+    endpoints_sections: Optional[Dict[str, Any]] = None,
 ) -> Stack:
     """Start the action server and the Rasa server (and with `web` the demo page) and wait until
     they answer. Every server binds HOST (default 127.0.0.1). Rasa's HTTP API needs RASA_TOKEN and
     the action server ACTION_SERVER_TOKEN (bot/tokens.py: from the environment, or generated once
     under var/). HTTP CORS and the socket.io channel allow the demo page's origins only. `env` adds
-    environment variables for the servers (e.g. the MATRIX_* settings of the staff channel)."""
+    environment variables for the servers (e.g. the MATRIX_* settings of the staff channel);
+    `endpoints_sections` replaces sections of endpoints.yml (e.g. a PostgreSQL tracker store)."""
     rasa_port = rasa_port or free_port()
     actions_port = actions_port or free_port()
     web_port = (web_port or free_port()) if web else None
     work_dir = work_dir or Path(tempfile.mkdtemp(prefix="rugpijn-stack-"))
-    endpoints = write_endpoints(actions_port, work_dir, tracker_db)
+    endpoints = write_endpoints(actions_port, work_dir, tracker_db, endpoints_sections)
     origins = page_origins(web_port) if web_port else []
     credentials = write_credentials(work_dir, origins)
-    bin_dir = Path(sys.executable).parent
     host = os.environ.get("HOST", DEFAULT_HOST)
     api_token = (env or {}).get(RASA_API_TOKEN) or secret(RASA_API_TOKEN)
     # RASA_URL: where the Matrix channel reaches this server's HTTP API (staff replies)
@@ -231,12 +278,7 @@ def start_stack(
         **(env or {}),
     })
 
-    def spawn(name: str, command: List[str]) -> subprocess.Popen:
-        output = private_log(log_dir / f"{name}.log") if log_dir else None
-        # umask 077: whatever a server creates (the SQLite database, its journal) is its owner's only
-        return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output,
-                                stderr=subprocess.STDOUT if output else None, umask=PRIVATE_UMASK)
-
+    spawn = spawner(environment, log_dir)
     stack = Stack(rasa_port, actions_port, api_token, tracker_db, web_port, spawn=spawn)
 
     def start(name: str, command: List[str], health_url: str) -> Service:
@@ -245,32 +287,19 @@ def start_stack(
         return service
 
     try:
-        actions = start(
-            "actions",
-            [sys.executable, "-m", "bot.action_server", "--port", str(actions_port), "--host", host],
-            f"http://127.0.0.1:{actions_port}/health",
-        )
+        actions = start("actions", actions_command(actions_port, host), f"http://127.0.0.1:{actions_port}/health")
         rasa = start(
             "rasa",
-            [
-                str(bin_dir / "rasa"), "run", "--enable-api", "--auth-token", api_token,
-                "--interface", host, "--model", str(model),
-                "--port", str(rasa_port), "--endpoints", str(endpoints),
-                "--credentials", str(credentials), *(["--cors", *origins] if origins else []),
-            ],
+            rasa_command(rasa_port, endpoints, credentials, api_token, host, model, origins),
             f"{stack.url}/status?token={urllib.parse.quote(api_token)}",
         )
         services = [actions]
         if web_port:
-            services.append(start(
-                "web",
-                [sys.executable, "-m", "bot.web", "--port", str(web_port), "--rasa-port", str(rasa_port), "--host", host],
-                f"{stack.web_url}/health",
-            ))
+            services.append(start("web", web_command(web_port, rasa_port, host), f"{stack.web_url}/health"))
         # Rasa (the slowest to start) last: once its /status answers, start-up is complete, so a
         # client that waits for Rasa never races the start-up checks of the other servers.
         for service in [*services, rasa]:
-            _wait_for(service.health_url, service.process, timeout)
+            wait_for(service.health_url, service.process, timeout)
     except BaseException:
         stack.stop()
         raise

@@ -94,3 +94,27 @@ def test_report_has_the_required_keys_and_renders():
     table = markdown_table(report)
     assert "| article questions | 90.0% (9/10)" in table
     assert "train_s" in table and "skipped" in table
+
+
+def test_report_with_the_cluster_has_its_targets_and_rows():
+    entry = {"article_accuracy": 0.9, "article": [9, 10]}
+    load = {"8": {"throughput_msg_s": 25.0, "errors": 0, "latency_ms": latency_summary([100.0, 200.0])}}
+    cluster = {
+        "cluster_throughput_msg_s": {"8": 41.5, "32": 43.0},
+        "cluster_errors": {"8": 0, "32": 2},
+        "cluster_latency_ms": {"8": latency_summary([150.0, 250.0]), "32": latency_summary([600.0, 900.0])},
+        "cluster_rss_mb": {"rasa-0": 1200.0, "rasa-1": 1190.0},
+        "parse_throughput_ratio_vs_rasa_default": 0.5,
+        "parse_throughput": {"ratio": 0.5, "assistant": {"throughput_msg_s": 30.0}, "rasa_default": {"throughput_msg_s": 60.0}},
+    }
+    report = build_report({"assistant": entry}, latency_summary([50.0]), load, 0, None, {"total": 1.0}, **cluster)
+    assert report["targets"]["cluster_throughput_8_msg_s"] == {"target": ">= 40", "value": 41.5, "met": True}
+    assert report["targets"]["cluster_errors_8"]["met"]
+    table = markdown_table(report)
+    assert "| cluster_throughput_32_msg_s (errors) | 43 (2) |" in table
+    assert "30 / 60 = 0.5" in table
+    slow = build_report({"assistant": entry}, latency_summary([50.0]), load, 0, None, {"total": 1.0},
+                        **{**cluster, "cluster_throughput_msg_s": {"8": 30.0}})
+    assert not slow["targets"]["cluster_throughput_8_msg_s"]["met"]
+    without = build_report({"assistant": entry}, latency_summary([50.0]), load, 0, None, {"total": 1.0})
+    assert "cluster_throughput_8_msg_s" not in without["targets"]

@@ -22,10 +22,11 @@ import re
 import string
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Text
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Protocol, Set, Text
 from urllib.parse import quote
 
 import aiohttp
+import redis
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from sanic import Blueprint, response
 from sanic.request import Request
@@ -37,11 +38,15 @@ from bot.privacy import retention
 from bot.replies import reply
 from bot.staff import report
 from bot.staff.notifiers import TIMEOUT, MatrixClient, MatrixSettings
+from bot.stores.backends import SharedRedis, endpoints_config, shared_redis
 
 logger = logging.getLogger(__name__)
 
 REGISTRATION_TEMPLATE = paths.ROOT / "matrix" / "registration.yaml.template"
 SEEN_TRANSACTIONS = 10_000
+# A homeserver retries a transaction with back-off until it is answered; a day covers its retries.
+SEEN_TRANSACTION_TTL_S = 24 * 3600
+SEEN_TRANSACTION_PART = "matrix:txn"  # Redis key `<prefix>:matrix:txn:<txn id>`
 # Rasa's HTTP API does not percent-decode conversation ids: keep the characters a path allows as they are
 PATH_SAFE = "/!$&'()*+,;=:@~"
 
@@ -65,6 +70,45 @@ def without_reply_fallback(body: str) -> str:
     while lines and lines[0].startswith(">"):
         lines.pop(0)
     return "\n".join(lines).strip()
+
+
+class SeenTransactions(Protocol):
+    def first_time(self, txn_id: str) -> bool:
+        """True the first time `txn_id` is seen (and from then on it counts as seen)."""
+
+
+class SeenInMemory:
+    """The last SEEN_TRANSACTIONS transaction ids, in this process (`make run`: one Rasa server)."""
+
+    def __init__(self, size: int = SEEN_TRANSACTIONS) -> None:
+        self.size = size
+        self._seen: "OrderedDict[str, None]" = OrderedDict()
+
+    def first_time(self, txn_id: str) -> bool:
+        if txn_id in self._seen:
+            return False
+        self._seen[txn_id] = None
+        while len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+        return True
+
+
+class SeenInRedis:
+    """Transaction ids seen by any Rasa server on this Redis: `SET <key> 1 NX EX <ttl>`, so a retry
+    that reaches another replica is still handled once."""
+
+    def __init__(self, shared: SharedRedis, ttl_s: int = SEEN_TRANSACTION_TTL_S) -> None:
+        self.shared = shared
+        self.ttl_s = ttl_s
+
+    def first_time(self, txn_id: str) -> bool:
+        return bool(self.shared.client.set(self.shared.key(SEEN_TRANSACTION_PART, txn_id), "1", nx=True, ex=self.ttl_s))
+
+
+def seen_transactions_for(endpoints_file: Optional[Path] = None) -> SeenTransactions:
+    """Redis when the endpoints file configures a Redis lock store (bot/stores/backends.py), else memory."""
+    shared = shared_redis(endpoints_config(endpoints_file))
+    return SeenInRedis(shared) if shared is not None else SeenInMemory()
 
 
 class MatrixOutput(OutputChannel):
@@ -130,11 +174,11 @@ class MatrixInput(InputChannel):
         rasa_url = os.environ.get("RASA_URL") or f"http://127.0.0.1:{os.environ.get('RASA_PORT', '5005')}"
         return cls(MatrixSettings.from_env(overrides=credentials or {}), RasaApi(rasa_url, os.environ.get("RASA_TOKEN", "")))
 
-    def __init__(self, settings: Optional[MatrixSettings], rasa: RasaApi) -> None:
+    def __init__(self, settings: Optional[MatrixSettings], rasa: RasaApi, seen: Optional[SeenTransactions] = None) -> None:
         self.settings = settings
         self.rasa = rasa
         self.client = MatrixClient(settings) if settings else None
-        self._seen: "OrderedDict[str, None]" = OrderedDict()
+        self.seen = seen or seen_transactions_for()
         self._lock = asyncio.Lock()
         self._tasks: Set[asyncio.Task] = set()
         if settings is None:
@@ -163,12 +207,14 @@ class MatrixInput(InputChannel):
             problem = self._auth_problem(request)
             if problem:
                 return problem
-            if txn_id in self._seen:  # the homeserver retried: already handled
+            try:
+                first_time = self.seen.first_time(txn_id)
+            except redis.RedisError as error:  # not known whether it was handled: the homeserver retries
+                logger.error("Matrix transaction %s not taken: Redis failed (%s)", txn_id, type(error).__name__)
+                return response.json({"errcode": "M_UNKNOWN", "error": "Try again later"}, status=503)
+            if not first_time:  # the homeserver retried (maybe at another replica): already handled
                 return response.json({})
             events = (request.json or {}).get("events") or []
-            self._seen[txn_id] = None
-            while len(self._seen) > SEEN_TRANSACTIONS:
-                self._seen.popitem(last=False)
             # answer the homeserver now; handle the events in order, after it
             task = asyncio.get_running_loop().create_task(self._handle_in_order(events, on_new_message))
             self._tasks.add(task)

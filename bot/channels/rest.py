@@ -3,12 +3,19 @@ channel is always `rest` (Rasa's own channel takes `input_channel` from the requ
 visitor could claim to be staff), and the text follows the visitor rule of
 bot/channels/visitor_text.py (no `/` commands but the assistant's own payloads).
 
+When the conversation database cannot be reached (`TrackerStoreUnavailable`, bot/stores/
+tracker_store.py), the webhook answers 503 with `Retry-After` instead of the replies of a turn that
+was not stored (Rasa's channel logs the error and answers 200 with whatever was sent): the client
+sends the message again, and it is handled once the database is back.
+
 Registered in credentials.yml under its class path; it keeps the name `rest`, so the webhook
 stays at /webhooks/rest/webhook.
 """
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
 from rasa.core.channels.channel import UserMessage
@@ -18,8 +25,21 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.channels.visitor_text import visitor_text
+from bot.stores.tracker_store import TrackerStoreUnavailable
 
 MAX_MESSAGE_CHARS = 10_000
+RETRY_AFTER_S = 2
+
+
+@dataclass
+class Outcome:
+    """What became of one webhook request's message (set while Rasa handles it)."""
+
+    store_unavailable: bool = False
+
+
+# The request being handled in this task: Sanic runs a request's middleware and handler in one task.
+_OUTCOME: ContextVar[Optional[Outcome]] = ContextVar("rest_outcome", default=None)
 
 
 def request_problem(request: Request) -> Optional[str]:
@@ -60,7 +80,17 @@ class ValidatingRestInput(RestInput):
         return str(sender) if sender is not None else None
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        blueprint = super().blueprint(on_new_message)
+        async def handle(message: UserMessage) -> Any:
+            try:
+                return await on_new_message(message)
+            except TrackerStoreUnavailable:  # logged by the store (without the text); answered with 503
+                outcome = _OUTCOME.get()
+                if outcome is None:
+                    raise
+                outcome.store_unavailable = True
+                return None
+
+        blueprint = super().blueprint(handle)
 
         @blueprint.middleware("request")
         async def validate(request: Request) -> Optional[HTTPResponse]:
@@ -68,6 +98,16 @@ class ValidatingRestInput(RestInput):
                 problem = request_problem(request)
                 if problem:
                     return response.json({"error": problem}, status=400)
+                request.ctx.outcome = Outcome()
+                _OUTCOME.set(request.ctx.outcome)
+            return None
+
+        @blueprint.middleware("response")
+        async def unavailable(request: Request, _: HTTPResponse) -> Optional[HTTPResponse]:
+            outcome = getattr(request.ctx, "outcome", None)
+            if outcome is not None and outcome.store_unavailable:
+                return response.json({"error": "The conversation could not be stored; send the message again."},
+                                     status=503, headers={"Retry-After": str(RETRY_AFTER_S)})
             return None
 
         return blueprint

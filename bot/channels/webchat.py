@@ -30,12 +30,20 @@ conversation its `user_uttered` names. Here the server issues the session ids it
 - `user_uttered` is accepted only for the conversation this socket was given (socket id →
   conversation, per process; the name may be the conversation id or its token), others are
   dropped; its text follows the visitor rule (bot/channels/visitor_text.py).
+
+Several Rasa servers (`make cluster`, README "Production topology"): with `redis_url` in the
+channel's credentials (or SOCKETIO_REDIS_URL), the socket.io server uses python-socketio's Redis
+client manager, so a message for a conversation (a staff reply through Rasa's HTTP API) reaches the
+visitor's socket whichever server holds it. Every server of a deployment names the same Redis and
+`redis_channel`. Without it, one server on its own, as `make run` has it.
 """
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
+import socketio
 from rasa.core.channels.channel import InputChannel, UserMessage
 from rasa.core.channels.socketio import SocketIOInput
 from sanic import Blueprint
@@ -47,6 +55,11 @@ from bot.channels.visitor_text import visitor_text
 logger = logging.getLogger(__name__)
 
 ALL_ORIGINS = "*"
+# The shared socket.io rooms of several Rasa servers (credentials keys; the URL also from the environment).
+REDIS_URL_KEY = "redis_url"
+REDIS_CHANNEL_KEY = "redis_channel"
+REDIS_URL_VARIABLE = "SOCKETIO_REDIS_URL"
+DEFAULT_REDIS_CHANNEL = "socketio"  # python-socketio's default
 # None = the server's own origin only, "*" = any, a list = exactly those
 AllowedOrigins = Union[None, str, List[str]]
 
@@ -88,6 +101,8 @@ class WebchatInput(SocketIOInput):
         channel = super().from_credentials(credentials)
         assert isinstance(channel, WebchatInput)
         channel.cors_allowed_origins = allowed_origins(credentials.get("cors_allowed_origins"))
+        channel.redis_url = credentials.get(REDIS_URL_KEY) or os.environ.get(REDIS_URL_VARIABLE) or None
+        channel.redis_channel = credentials.get(REDIS_CHANNEL_KEY) or DEFAULT_REDIS_CHANNEL
         return channel
 
     def __init__(
@@ -95,10 +110,14 @@ class WebchatInput(SocketIOInput):
         *args: Any,
         cors_allowed_origins: AllowedOrigins = None,
         session_signer: Optional[SessionSigner] = None,
+        redis_url: Optional[str] = None,
+        redis_channel: str = DEFAULT_REDIS_CHANNEL,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.cors_allowed_origins = cors_allowed_origins
+        self.redis_url = redis_url  # None: this server's sockets only
+        self.redis_channel = redis_channel
         self.session_signer = session_signer  # default: the deployment's key, loaded in blueprint()
         self.conversations: Dict[str, str] = {}  # socket id -> the conversation it was given
 
@@ -106,6 +125,11 @@ class WebchatInput(SocketIOInput):
         socketio_webhook = super().blueprint(on_new_message)
         sio = self.sio
         assert sio is not None
+        if self.redis_url:
+            # before the first connection, which initializes the manager (subscribes to the channel)
+            sio.manager = socketio.AsyncRedisManager(self.redis_url, channel=self.redis_channel)
+            sio.manager.set_server(sio)
+            logger.info(f"Socket.io rooms are shared through Redis (channel {self.redis_channel}).")
         if self.session_signer is None:
             self.session_signer = SessionSigner(load_session_key())
         signer = self.session_signer

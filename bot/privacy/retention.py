@@ -11,8 +11,9 @@ What is deleted, and when:
 * Tracker store, Redis: Redis itself deletes a conversation `record_exp` seconds after its last save
   (Rasa renews the TTL on every save, so this too counts from the last event). The purge deletes
   nothing there; it warns when `record_exp` is unset or longer than the retention period.
-* Staff outbox (bot/staff/outbox.py, SQLite): the notices of purged conversations and every notice
-  created before the cutoff, delivered or not.
+* Staff outbox (bot/staff/outbox.py; SQLite, or the `staff_notices` table of a PostgreSQL tracker
+  store): the notices of purged conversations and every notice created before the cutoff,
+  delivered or not.
 * Erasure (a visitor's or staff member's request): every event (or the Redis key) and every staff
   notice of one conversation id, at once. Erasing an id that is gone removes nothing and succeeds.
 
@@ -35,7 +36,6 @@ from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Type
-from urllib.parse import urlsplit
 
 import redis
 import sqlalchemy as sa
@@ -44,7 +44,8 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.pool import NullPool
 
 from bot import paths
-from bot.staff.outbox import OUTBOX_VARIABLE
+from bot.staff.outbox import OUTBOX_VARIABLE, delete_shared_notices
+from bot.stores.backends import sql_url  # the tracker store's URL, as Rasa builds it
 
 logger = logging.getLogger(__name__)
 
@@ -257,27 +258,6 @@ class SQLConversationStore(ConversationStore):
         self.engine.dispose()
 
 
-def sql_url(config: Mapping[str, Any]) -> URL:
-    """The database URL of a SQL `tracker_store:` section (see `SQLConversationStore`)."""
-    host = config.get("url")
-    if host and "://" in str(host):  # Rasa: a complete URL in `url` wins over everything else
-        return make_url(str(host))
-    port = config.get("port")
-    if host:
-        parsed = urlsplit(f"scheme://{host}")  # as Rasa: the port may be part of `url`
-        port = parsed.port or port
-        host = parsed.hostname or host
-    return URL.create(
-        str(config.get("dialect") or "sqlite"),
-        username=config.get("username"),
-        password=config.get("password"),
-        host=host,
-        port=int(port) if port is not None else None,
-        database=str(config.get("db") or "rasa.db"),
-        query=dict(config.get("query") or {}),
-    )
-
-
 def redis_key_prefix(key_prefix: Optional[str]) -> str:
     """Rasa's key prefix: 'tracker:' by default, '<prefix>:tracker:' for an alphanumeric
     `key_prefix`; Rasa ignores (with a warning) any other prefix, and so does this."""
@@ -419,6 +399,7 @@ def purge(config: Mapping[str, Any], retention: timedelta, outbox_path: Optional
         removed = store.delete(expired, dry_run=dry_run)
     if outbox_path is not None:
         removed += Removed(notices=delete_notices(outbox_path, expired, created_before=cutoff, dry_run=dry_run))
+    removed += Removed(notices=delete_shared_notices(config, expired, created_before=cutoff, dry_run=dry_run))
     logger.info("%s conversations idle for more than %g days: %s", "Would purge (dry run)" if dry_run else "Purged",
                 retention.total_seconds() / 86400, removed.summary())
     if expired:
@@ -442,6 +423,7 @@ def erase(config: Mapping[str, Any], conversation_id: str, outbox_path: Optional
         removed = store.erase(conversation_id)
     if outbox_path is not None:
         removed += Removed(notices=delete_notices(outbox_path, [conversation_id]))
+    removed += Removed(notices=delete_shared_notices(config, [conversation_id]))
     logger.info("Erased conversation %r: %s", conversation_id, removed.summary())
     return removed
 

@@ -10,7 +10,7 @@ from bot.privacy.redaction import redact_text
 from bot.replies import reply
 from bot.staff.notifiers import staff_channels, staff_notifier_from_env
 from bot.staff.outbox import default_outbox
-from bot.staff.rate_limit import NOTICE_LIMITER, NoticeLimiter
+from bot.staff.rate_limit import Limiter, default_limiter
 
 logger = logging.getLogger(__name__)
 
@@ -74,12 +74,14 @@ class NoticeStatus(enum.Enum):
     NO_CHANNEL = "no_channel"  # no staff channel configured
 
 
-def queue_notice(conversation_id: str, notice: str, limiter: NoticeLimiter = NOTICE_LIMITER) -> NoticeStatus:
-    """Queue a notice for staff (bot/staff/outbox.py), within the rate limits. Never waits for the
+def queue_notice(conversation_id: str, notice: str, limiter: Optional[Limiter] = None) -> NoticeStatus:
+    """Queue a notice for staff (bot/staff/outbox.py), within the rate limits (bot/staff/rate_limit.py;
+    shared by every action server when the endpoints file configures Redis). Never waits for the
     staff channel: the visitor's reply goes out first. When the total limit holds notices back,
     staff get one summary per window instead."""
     if staff_notifier_from_env() is None:
         return NoticeStatus.NO_CHANNEL
+    limiter = limiter or default_limiter()
     if not limiter.allow(conversation_id):
         if limiter.total_reached() and limiter.summary_due():
             default_outbox().enqueue("-", reply("hand_off_rate_limited_summary", minutes=round(limiter.window_s / 60)))

@@ -5,12 +5,15 @@ the slot `handoff_active` opens and closes a hand-off (set by action_hand_off / 
 cleared by the staff command `!klaar`), and each visitor message in between is posted to staff.
 Which hand-offs are open is kept in memory: after a restart of the Rasa server, open hand-offs
 are no longer mirrored until they are opened again.
+
+`mirror_text` is the decision itself; in a cluster the broker is RabbitMQ and the staff consumer
+(bot/staff/consumer.py) applies the same decision to the events it reads there.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Dict, Optional, Set, Text
+from typing import Any, Dict, MutableSet, Optional, Set, Text
 
 from rasa.core.brokers.broker import EventBroker
 from rasa.utils.endpoints import EndpointConfig
@@ -20,6 +23,18 @@ from bot.replies import reply
 from bot.staff.notifiers import StaffNotifier, staff_notifier_from_env
 
 logger = logging.getLogger(__name__)
+
+
+def mirror_text(event: Dict[Text, Any], open_handoffs: MutableSet[str]) -> Optional[str]:
+    """Follows one Rasa event (as a broker gets it: the event's dict with `sender_id`): the slot
+    `handoff_active` opens or closes the conversation's hand-off in `open_handoffs`; a visitor's
+    message during an open hand-off returns the text staff get. Otherwise None."""
+    sender = str(event.get("sender_id"))
+    if event.get("event") == "slot" and event.get("name") == HANDOFF_SLOT:
+        (open_handoffs.add if event.get("value") else open_handoffs.discard)(sender)
+    elif event.get("event") == "user" and sender in open_handoffs:
+        return reply("hand_off_mirror", conversation_id=sender, text=event.get("text") or "")
+    return None
 
 
 class HandOffMirror(EventBroker):
@@ -33,11 +48,8 @@ class HandOffMirror(EventBroker):
         return cls(staff_notifier_from_env())
 
     def publish(self, event: Dict[Text, Any]) -> None:
-        sender = str(event.get("sender_id"))
-        if event.get("event") == "slot" and event.get("name") == HANDOFF_SLOT:
-            (self.open.add if event.get("value") else self.open.discard)(sender)
-        elif event.get("event") == "user" and sender in self.open and self.notifier is not None:
-            text = reply("hand_off_mirror", conversation_id=sender, text=event.get("text") or "")
+        text = mirror_text(event, self.open)
+        if text is not None and self.notifier is not None:
             task = asyncio.get_running_loop().create_task(self._post(text))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

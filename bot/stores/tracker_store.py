@@ -1,7 +1,7 @@
 """Rasa's SQL tracker store (SQLite or PostgreSQL), careful with health data.
 
 endpoints.yml: `tracker_store: {type: bot.stores.tracker_store.PrivateSQLTrackerStore, dialect: …}`
-with the same keys as Rasa's `SQL` type. Three differences from `SQLTrackerStore`:
+with the same keys as Rasa's `SQL` type. The differences from `SQLTrackerStore`:
 - **Redaction at rest.** What people typed is written with e-mail addresses, phone numbers, BSN,
   IBAN, postcode+huisnummer and dates replaced by typed placeholders (bot/privacy/redaction.py):
   visitors' messages with their parse data, slots, and staff replies. The assistant's own messages
@@ -13,12 +13,22 @@ with the same keys as Rasa's `SQL` type. Three differences from `SQLTrackerStore
   its staff notices (bot/privacy/retention.py); the next message starts a new conversation.
 - **No message text in logs.** Database errors never carry the statement's parameters (the events'
   JSON), whatever the log level; on SQLite, deleted rows are overwritten (`secure_delete`).
+- **No turn silently dropped.** When the database cannot be reached, reading or saving raises
+  `TrackerStoreUnavailable`, which Rasa's `FailSafeTrackerStore` lets through (bot/rasa_patches.py)
+  instead of keeping the turn in memory, where it is lost; the REST channel answers 503 and the
+  client sends the message again (bot/channels/rest.py). Pooled connections are checked before use
+  (`pool_pre_ping`), so the first turn after the database is back succeeds. A turn's events go to
+  the event broker after they are committed, so an event is published only once it is stored.
+
+On PostgreSQL, an erasure also deletes the conversation's staff notices from the shared outbox
+table (bot/staff/outbox.py) in the same transaction.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from typing import Any, Text
+from typing import Any, Generator, Text
 
 import sqlalchemy as sa
 from rasa.core.tracker_store import SQLTrackerStore
@@ -29,6 +39,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from bot.contract import ERASURE_CONFIRMED_SLOT, STAFF_USER
 from bot.privacy.redaction import redact_value
 from bot.privacy.retention import delete_notices, outbox_path_from_env, secure_delete
+from bot.staff.outbox import NOTICES, OPEN_HANDOFFS
 
 logger = logging.getLogger(__name__)
 
@@ -41,28 +52,54 @@ def erasure_confirmed(event: Event) -> bool:
     return isinstance(event, SlotSet) and event.key == ERASURE_CONFIRMED_SLOT and bool(event.value)
 
 
+class TrackerStoreUnavailable(Exception):
+    """The conversation database cannot be reached: the turn is neither read nor stored."""
+
+
 class PrivateSQLTrackerStore(SQLTrackerStore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.engine.hide_parameters = True  # SQL errors name the statement, never the visitor's text
+        self.engine.pool._pre_ping = True  # a connection the database dropped is replaced, not used
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", secure_delete)
 
+    @contextlib.contextmanager
+    def session_scope(self) -> Generator[Any, None, None]:
+        """Rasa's session scope; a database that cannot be reached raises `TrackerStoreUnavailable`."""
+        try:
+            with super().session_scope() as session:
+                yield session
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
+            logger.error("Conversation database unavailable: %s", type(error.orig or error).__name__)
+            raise TrackerStoreUnavailable(str(type(error.orig or error).__name__)) from error
+
     async def save(self, tracker: DialogueStateTracker) -> None:
         """Stores the turn's new events, redacted; or, when the visitor confirmed an erasure in it,
-        deletes the whole conversation."""
-        await self.stream_events(tracker)
+        deletes the whole conversation. Then streams the new events to the event broker."""
         with self.session_scope() as session:
             events = list(self._additional_events(session, tracker))
             if any(erasure_confirmed(event) for event in events):
                 removed = session.query(self.SQLEvent).filter(self.SQLEvent.sender_id == tracker.sender_id).delete()
+                notices = self._delete_shared_notices(session, tracker.sender_id)
                 session.commit()
-                notices = delete_notices(outbox_path_from_env(), [tracker.sender_id])
+                if self.engine.dialect.name != "postgresql":
+                    notices = delete_notices(outbox_path_from_env(), [tracker.sender_id])
                 logger.info("Conversation %s erased on request: %d events, %d staff notices", tracker.sender_id, removed, notices)
-                return
-            for event in events:
-                session.add(self._row(tracker.sender_id, event))
-            session.commit()
+            else:
+                for event in events:
+                    session.add(self._row(tracker.sender_id, event))
+                session.commit()
+        if self.event_broker is not None:
+            await self._stream_new_events(self.event_broker, events, tracker.sender_id)
+
+    def _delete_shared_notices(self, session: Any, sender_id: Text) -> int:
+        """On PostgreSQL: the conversation's notices (and open hand-off) in the shared outbox tables,
+        if they exist."""
+        if self.engine.dialect.name != "postgresql" or not sa.inspect(session.connection()).has_table(NOTICES.name):
+            return 0
+        session.execute(sa.delete(OPEN_HANDOFFS).where(OPEN_HANDOFFS.c.conversation_id == sender_id))
+        return int(session.execute(sa.delete(NOTICES).where(NOTICES.c.conversation_id == sender_id)).rowcount)
 
     def _row(self, sender_id: Text, event: Event) -> "SQLTrackerStore.SQLEvent":
         data = event.as_dict() if written_by_the_assistant(event) else redact_value(event.as_dict())

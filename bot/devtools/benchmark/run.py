@@ -29,6 +29,7 @@ from bot.devtools.benchmark.load import CONCURRENCY, CONVERSATION_LENGTH, assist
 from bot.devtools.benchmark.profile import profile_messages, stack_rss
 from bot.devtools.benchmark.report import build_report, load_targets_missed, markdown_table, plot_latency
 from bot.devtools.benchmark.stats import latency_summary
+from bot.devtools.benchmark.topology import measure_cluster, parse_throughput_ratio
 from bot.devtools.benchmark.training import full_train_seconds
 from bot.devtools.evaluation import DEV_SET, DevQuestion, DevSetScore, load_dev_set, score_dev_set
 from bot.knowledge_base import KnowledgeBase, load_knowledge_base
@@ -197,15 +198,29 @@ def run_benchmark(
     kb, questions, step = load_knowledge_base(), load_dev_set(), StepTimer()
     accuracy, baseline_model = score_baselines(kb, questions, step)
     run = measure_stack(kb, questions, accuracy, step, messages, warmup, profile, quiet_load)
+    texts = [q.text.strip() for q in questions]
+    cluster = measure_cluster(texts, messages)
+    step("cluster")
+    parse_ratio = parse_throughput_ratio(paths.RASA_MODEL, baseline_model, texts)
+    step("parse_throughput")
     semantic_layer = semantic_layer_costs()
     step("semantic_layer_cost")
     train_s, train_note = train_seconds(skip_train, step)
-    plot = plot_latency(run.single, {c: run.load[c]["latencies"] for c in run.load}, LATENCY_PLOT)
+    runs = {c: run.load[c]["latencies"] for c in run.load}
+    runs.update({f"cluster {c}": cluster["load"][c]["latencies"] for c in cluster["load"]})
+    plot = plot_latency(run.single, runs, LATENCY_PLOT)
     report = build_report(
         accuracy, {**latency_summary(run.single), "warmup": warmup}, run.load, run.single_errors, train_s, run.rss,
         train_note=train_note,
         profile=run.profile,
         semantic_layer=semantic_layer,
+        cluster_throughput_msg_s={c: cluster["load"][c]["throughput_msg_s"] for c in cluster["load"]},
+        cluster_errors={c: cluster["load"][c]["errors"] for c in cluster["load"]},
+        cluster_latency_ms={c: cluster["load"][c]["latency_ms"] for c in cluster["load"]},
+        cluster_rss_mb=cluster["rss_mb"],
+        cluster_replicas=cluster["replicas"],
+        parse_throughput_ratio_vs_rasa_default=parse_ratio["ratio"],
+        parse_throughput=parse_ratio,
         rasa_default_model=relative(baseline_model),
         machine=machine_info(run),
         method=method_info(run, messages),
