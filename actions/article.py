@@ -7,17 +7,19 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.contract import ESCALATION_LEVEL_SLOT, PRODUCT, PRODUCTS_MENTIONED_SLOT, intent_name, search_hits
+from bot.answers import TurnMessages, answer_item, answer_questions, suggestions, turn_context
+from bot.contract import ARTICLE_ITEM, ARTICLE_QUESTIONS, ESCALATION_LEVEL_SLOT, PRODUCTS_MENTIONED_SLOT, intent_name, search_hits
 from bot.knowledge_base import current_knowledge_base
 from bot.levels import NONE, escalates
-from bot.products import contextual_product, product_line, product_settings
-from bot.replies import article_answer, reply
+from bot.replies import reply
 from bot.staff.handoff import is_staff
 
 
 class ActionAnswerFromArticle(Action):
-    """Answers with the paragraph(s) of the article item that the predicted intent names, and one
-    "Uit onze winkel" line when a product fits (never once the conversation escalated, never to staff)."""
+    """Answers with the paragraph(s) of the article item that the predicted intent names, one
+    "Uit onze winkel" line when a product fits, and up to three related questions as buttons
+    (never once the conversation escalated, never to staff). A message that asks several
+    questions gets each answered on its own, in the order asked."""
 
     def name(self) -> Text:
         return "action_answer_from_article"
@@ -26,18 +28,26 @@ class ActionAnswerFromArticle(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[Dict[Text, Any]]:
         kb = current_knowledge_base()
-        item = kb.item(intent_name(tracker.latest_message) or "")
-        if item is None:
-            dispatcher.utter_message(text=reply("fallback"))
+        parse_data = tracker.latest_message
+        context = turn_context(
+            escalates(tracker.get_slot(ESCALATION_LEVEL_SLOT) or NONE),
+            is_staff(tracker.get_latest_input_channel()),
+            tracker.get_slot(PRODUCTS_MENTIONED_SLOT),
+            tracker.events,
+        )
+        questions = parse_data.get(ARTICLE_QUESTIONS) or []
+        item = kb.item(parse_data.get(ARTICLE_ITEM) or "") or kb.item(intent_name(parse_data) or "")
+        if questions:
+            turn = answer_questions(kb, questions, item.id if item else None, context)
+        elif item is not None:
+            turn = answer_item(kb, item, parse_data.get("text") or "", search_hits(parse_data), context)
+        else:
+            turn = TurnMessages([{"text": reply("fallback")}])
+        for message in turn.messages:
+            dispatcher.utter_message(**message)
+        offer = suggestions(kb, turn.items, context)
+        if offer:
+            dispatcher.utter_message(**offer)
+        if not turn.products:
             return []
-        dispatcher.utter_message(**article_answer(kb, item, search_hits(tracker.latest_message)))
-        if escalates(tracker.get_slot(ESCALATION_LEVEL_SLOT) or NONE) or is_staff(tracker.get_latest_input_channel()):
-            return []
-        mentioned = list(tracker.get_slot(PRODUCTS_MENTIONED_SLOT) or [])
-        settings = product_settings()
-        text = tracker.latest_message.get("text") or ""
-        product = contextual_product(text, item.id, kb.products, settings, mentioned)
-        if product is None:
-            return []
-        dispatcher.utter_message(text=product_line(product, settings, "product_mention"), **{PRODUCT: product.id})
-        return [SlotSet(PRODUCTS_MENTIONED_SLOT, mentioned + [product.id])]
+        return [SlotSet(PRODUCTS_MENTIONED_SLOT, [*context.products_mentioned, *turn.products])]

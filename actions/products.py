@@ -4,18 +4,23 @@ from __future__ import annotations
 from typing import Any, Dict, List, Text
 
 from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.contract import ESCALATION_LEVEL_SLOT, PRODUCT
+from bot.answers import answer_questions, present_products, suggestions, turn_context
+from bot.contract import ARTICLE_QUESTIONS, ESCALATION_LEVEL_SLOT, PRODUCTS_MENTIONED_SLOT, last_products
 from bot.knowledge_base import current_knowledge_base
-from bot.products import product_line, product_settings, products_named, words_of
+from bot.products import product_settings, products_named, words_of
 from bot.levels import NONE, escalates
 from bot.replies import reply
+from bot.staff.handoff import is_staff
 
 
 class ActionAnswerProduct(Action):
     """What a product is, its price and the discount; or that the article has no such product.
-    Never once the conversation was escalated (policy, behaviour 5): then it says why not."""
+    A question that names no product ("wat kost het?") is about the products the previous answer
+    presented. Never once the conversation was escalated (policy, behaviour 5): then it says why
+    not. A message that also asks about the article gets each question answered in order."""
 
     def name(self) -> Text:
         return "action_answer_product"
@@ -27,11 +32,16 @@ class ActionAnswerProduct(Action):
             dispatcher.utter_message(text=reply("product_after_escalation"))
             return []
         kb = current_knowledge_base()
+        questions = tracker.latest_message.get(ARTICLE_QUESTIONS) or []
+        if questions:
+            return self.answer_each(dispatcher, tracker, questions)
         settings = product_settings()
         text = tracker.latest_message.get("text") or ""
         words = words_of(text)
         named = products_named(text, kb.products, settings)
         other_thing = words & set(settings["not_in_article_words"] + settings["medication_words"])
+        if not named and not other_thing:
+            named = [product for product in kb.products if product.id in last_products(tracker.events)]
         if not named and not other_thing and words & set(settings["shop_words"]):
             named = list(kb.products)
         if not named:
@@ -40,6 +50,18 @@ class ActionAnswerProduct(Action):
             if words & set(settings["medication_words"]):
                 dispatcher.utter_message(text=reply("medication_pointer"))
             return []
-        for product in named:
-            dispatcher.utter_message(text=product_line(product, settings, "product"), **{PRODUCT: product.id})
+        for message in present_products(kb, [product.id for product in named], settings).messages:
+            dispatcher.utter_message(**message)
         return []
+
+    @staticmethod
+    def answer_each(dispatcher: CollectingDispatcher, tracker: Tracker, questions: List[Dict[Text, Any]]) -> List[Dict[Text, Any]]:
+        kb = current_knowledge_base()
+        context = turn_context(False, is_staff(tracker.get_latest_input_channel()), tracker.get_slot(PRODUCTS_MENTIONED_SLOT), tracker.events)
+        turn = answer_questions(kb, questions, None, context)
+        for message in turn.messages:
+            dispatcher.utter_message(**message)
+        offer = suggestions(kb, turn.items, context)
+        if offer:
+            dispatcher.utter_message(**offer)
+        return [SlotSet(PRODUCTS_MENTIONED_SLOT, [*context.products_mentioned, *turn.products])] if turn.products else []

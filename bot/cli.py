@@ -18,13 +18,18 @@ from bot.tokens import ACTION_SERVER_TOKEN, secret
 
 
 def build_kb(args: argparse.Namespace) -> None:
+    """The knowledge base, then Rasa's files for its items (domain block, rules, training questions)."""
     from bot.knowledge_base import ArticleFormatError, build_knowledge_base
+    from bot.knowledge_base.rasa_files import write_article_rasa_files
 
     try:
         kb = build_knowledge_base()
     except ArticleFormatError as error:
         sys.exit(f"Article source is malformed: {error}")
+    files = write_article_rasa_files(kb)
     print(f"knowledge base: {len(kb.items)} items, {len(kb.products)} products, {len(kb.sources)} sources")
+    for item_id in files.unknown_ids:
+        print(f"  questions for '{item_id}' left out: no such item in the article")
 
 
 def build_embedding_model(args: argparse.Namespace) -> None:
@@ -169,7 +174,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bot.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, function, help_text in [
-        ("build-kb", build_kb, "parse data/article into models/knowledge_base.json"),
+        ("build-kb", build_kb, "parse data/article into models/knowledge_base.json; write the items' Rasa files"),
         ("build-embedding-model", build_embedding_model, "convert the bundled e5 model to sentence-transformers"),
         ("build-onnx", build_onnx, "export the embedding model for onnxruntime (models/multilingual-e5-small/onnx/)"),
         ("build-spacy", build_spacy, "save the Dutch spaCy pipeline to models/spacy-nl"),

@@ -15,6 +15,10 @@ ORIGINAL_INTENT = "original_intent"  # WarningSignDetector: the classifier's int
 SEMANTIC_SIGNS = "semantic_signs"  # SemanticSignRecognizer: {"sign_id", "level", "score"} or None
 UNKNOWN_WORDS = "unknown_words"  # UnknownWordsClassifier: True when no word of the message is known
 ARTICLE_SEARCH = "article_search"  # KnowledgeBaseSearch: [{"item", "paragraph", "score"}], best first
+ARTICLE_ITEM = "article_item"  # ArticleItemResolver: the item a question asks about when no example trains it
+# KnowledgeBaseSearch, only when a message asks two or more questions: [{"text", "hits"}] in the
+# order asked, `hits` like ARTICLE_SEARCH for that question alone
+ARTICLE_QUESTIONS = "article_questions"
 INTENT = "intent"
 INTENT_RANKING = "intent_ranking"
 TEXT = "text"
@@ -25,6 +29,8 @@ SESSION_START = "session_start"
 ERASE_CONVERSATION = "erase_conversation"  # a visitor asks to erase their conversation
 CONFIRM_ERASURE = "confirm_erasure"  # the confirmation button (payload /confirm_erasure)
 CANCEL_ERASURE = "cancel_erasure"
+ASK_MORE = "ask_more"  # "vertel meer": the next paragraphs of the item last answered
+FOLLOW_UP = "follow_up"  # a question that only makes sense with the item last answered ("en werkt dat?")
 
 # -- slots --------------------------------------------------------------------------------------
 ESCALATION_LEVEL_SLOT = "escalation_level"  # the conversation's highest level; never lowered
@@ -36,7 +42,8 @@ HANDOFF_SLOT = "handoff_active"  # a hand-off to staff is open: the visitor's me
 ERASURE_CONFIRMED_SLOT = "erasure_confirmed"
 
 # -- metadata of bot messages (BotUttered metadata in the tracker) ------------------------------
-CITATION = "citation"  # {"item": item id, "heading": the `Bron:` text}: an answer from the article
+CITATION = "citation"  # {"item", "heading": the `Bron:` text, "paragraphs": indices quoted}: an answer from the article
+SUGGESTIONS = "suggestions"  # [item ids]: the "Misschien wil je ook weten" buttons under an answer
 ESCALATION = "escalation"  # {"level", "signs", "time"}: a referral (audit)
 PRODUCT = "product"  # product id: a line about one of the article's products
 STAFF_USER = "staff_user"  # the staff member who wrote this message (a staff reply, `!antwoord`)
@@ -92,3 +99,61 @@ def previous_bot_event(events: List[Mapping[str, Any]]) -> Optional[Mapping[str,
     """The last bot message before the conversation's latest user message (tracker events as dicts)."""
     last_user = max((i for i, event in enumerate(events) if event.get("event") == "user"), default=len(events))
     return next((event for event in reversed(events[:last_user]) if event.get("event") == "bot"), None)
+
+
+def current_session(events: List[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
+    """The events since the conversation's last session start (all of them when there is none)."""
+    start = max((i for i, event in enumerate(events) if event.get("event") == "session_started"), default=-1)
+    return list(events[start + 1 :])
+
+
+def earlier_bot_events(events: List[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
+    """The bot messages of the current session before its latest user message, in order."""
+    session = current_session(events)
+    last_user = max((i for i, event in enumerate(session) if event.get("event") == "user"), default=len(session))
+    return [event for event in session[:last_user] if event.get("event") == "bot"]
+
+
+def last_citation(events: List[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The `citation` of the last article answer before the latest user message (this session)."""
+    cited = [(event.get("metadata") or {}).get(CITATION) for event in earlier_bot_events(events)]
+    return next((dict(citation) for citation in reversed(cited) if citation), None)
+
+
+def quoted_paragraphs(events: List[Mapping[str, Any]], item_id: str) -> List[int]:
+    """Every paragraph of `item_id` quoted in this session before the latest user message."""
+    quoted: List[int] = []
+    for event in earlier_bot_events(events):
+        citation = (event.get("metadata") or {}).get(CITATION) or {}
+        if citation.get("item") == item_id:
+            quoted += [index for index in citation.get("paragraphs") or [] if index not in quoted]
+    return quoted
+
+
+def answered_items(events: List[Mapping[str, Any]]) -> List[str]:
+    """The items this session's answers cited, the latest turn's included, first answer first."""
+    return list(dict.fromkeys(cited_items([event for event in current_session(events) if event.get("event") == "bot"])))
+
+
+def last_products(events: List[Mapping[str, Any]]) -> List[str]:
+    """The products of the last earlier bot messages that presented products (this session)."""
+    products: List[str] = []
+    for event in reversed(earlier_bot_events(events)):
+        product = (event.get("metadata") or {}).get(PRODUCT)
+        if product:
+            products.insert(0, product)
+        elif products:
+            break
+    return list(dict.fromkeys(products))
+
+
+def last_answer_is_product(events: List[Mapping[str, Any]]) -> bool:
+    """True when the latest earlier answer (this session) presented products rather than quoting
+    the article: a follow-up ("en wat kost dat?") is then about those products."""
+    for event in reversed(earlier_bot_events(events)):
+        metadata = event.get("metadata") or {}
+        if metadata.get(PRODUCT):
+            return True
+        if metadata.get(CITATION):
+            return False
+    return False

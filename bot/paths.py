@@ -14,8 +14,15 @@ REPORTS_DIR = ROOT / "reports"
 TESTS_DIR = ROOT / "tests"
 
 ARTICLE = DATA_DIR / "article" / "rugpijn-bewegen.md"
+ARTICLE_EXAMPLES = DATA_DIR / "article" / "examples.yml"  # questions written per article item
+REVIEWED_EXAMPLES = DATA_DIR / "article" / "reviewed_examples.yml"  # visitors' questions staff accepted (bot/staff/review.py)
 NLU_DATA_DIR = DATA_DIR / "nlu"
+# Generated from the article by `make build` (git-ignored): the items' training data and rules;
+# the items' intents are written into the marked block of domain.yml.
+ARTICLE_NLU = NLU_DATA_DIR / "article.yml"
+ARTICLE_RULES = DATA_DIR / "article_rules.yml"
 PRODUCTS = DATA_DIR / "products.yml"
+SUGGESTIONS = DATA_DIR / "suggestions.yml"
 
 KNOWLEDGE_BASE = MODELS_DIR / "knowledge_base.json"
 EMBEDDING_MODEL = MODELS_DIR / "multilingual-e5-small"
@@ -29,6 +36,7 @@ SIGNS = BOT_DIR / "escalation" / "signs.yml"
 WEBCHAT_BUNDLE = ROOT / "node_modules" / "rasa-webchat" / "lib" / "index.js"
 
 CONFIG = ROOT / "config.yml"
+DOMAIN = ROOT / "domain.yml"
 ENDPOINTS = ROOT / "endpoints.yml"
 CREDENTIALS = ROOT / "credentials.yml"
 

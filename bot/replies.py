@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 from functools import lru_cache
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import yaml
 from babel.dates import format_date
@@ -16,7 +16,7 @@ from babel.dates import format_date
 from bot import paths
 from bot.contract import CITATION
 from bot.knowledge_base import Item, KnowledgeBase
-from bot.knowledge_base.answers import relevant_paragraphs
+from bot.knowledge_base.answers import relevant_paragraph_indices
 
 LOCALE = "nl_NL"
 SOURCE_LINE_PREFIX = "Bron: "
@@ -51,22 +51,30 @@ def article_metadata_values(kb: KnowledgeBase) -> Dict[str, Any]:
     }
 
 
-def item_text(kb: KnowledgeBase, item: Item, search_hits: Iterable[Dict[str, Any]] = ()) -> str:
-    """What an answer about `item` quotes: the relevant paragraph(s), or for the article's
-    metadata and sources the text made from them. No source line."""
+def item_text(
+    kb: KnowledgeBase, item: Item, search_hits: Iterable[Dict[str, Any]] = (), paragraphs: Optional[Sequence[int]] = None
+) -> str:
+    """What an answer about `item` quotes: the given paragraphs (indices), else the relevant
+    ones, or for the article's metadata and sources the text made from them. No source line."""
     if item.kind == "about":
         return reply("article_about", **article_metadata_values(kb))
     if item.kind == "sources":
         return reply("article_sources", sources="\n".join(f"{s.number}. {s.text}" for s in kb.sources))
-    return "\n".join(relevant_paragraphs(item, search_hits))
+    indices = relevant_paragraph_indices(item, search_hits) if paragraphs is None else paragraphs
+    return "\n".join(item.paragraphs[index] for index in indices)
 
 
-def article_answer(kb: KnowledgeBase, item: Item, search_hits: Iterable[Dict[str, Any]] = ()) -> Dict[str, Any]:
-    """The message answering with `item`: its text, the safety net for self-care answers, the line
-    `Bron: <citation>`, and the item as structured metadata (`citation`) next to that line."""
+def article_answer(
+    kb: KnowledgeBase, item: Item, search_hits: Iterable[Dict[str, Any]] = (), paragraphs: Optional[Sequence[int]] = None
+) -> Dict[str, Any]:
+    """The message answering with `item`: its text (the given paragraphs, else the relevant ones),
+    the safety net for self-care answers, the line `Bron: <citation>`, and the item as structured
+    metadata (`citation`: item, heading and the paragraphs quoted) next to that line."""
+    indices = list(relevant_paragraph_indices(item, search_hits) if paragraphs is None else paragraphs)
     template = "article_answer_with_safety_net" if item.self_care else "article_answer"
-    text = reply(template, answer=item_text(kb, item, search_hits), citation=item.citation)
-    return {"text": text, CITATION: {"item": item.id, "heading": item.citation}}
+    text = reply(template, answer=item_text(kb, item, paragraphs=indices), citation=item.citation)
+    quoted = indices if item.kind not in ("about", "sources") else []
+    return {"text": text, CITATION: {"item": item.id, "heading": item.citation, "paragraphs": quoted}}
 
 
 def source_lines(texts: Iterable[str]) -> List[str]:

@@ -3,7 +3,9 @@
 At training time it embeds every paragraph of the knowledge base; at run time it takes the
 message's sentence embedding from the `SentenceEmbeddingFeaturizer` (no second encoding) and adds
 `article_search` (the best paragraphs with their cosine scores) to the parse result, where the
-custom actions use it to quote the relevant paragraph(s) of the predicted item.
+custom actions use it to quote the relevant paragraph(s) of the predicted item. A message that asks
+two or more questions (bot/knowledge_base/questions.py) also gets `article_questions`: each
+question with its own best paragraphs, so that each is answered on its own.
 """
 from __future__ import annotations
 
@@ -19,13 +21,14 @@ from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from bot.embeddings.model import DEFAULT_EMBEDDING_MODEL, encode_passages, encode_queries, load_sentence_transformer
+from bot.contract import ARTICLE_QUESTIONS, ARTICLE_SEARCH
+from bot.embeddings.model import DEFAULT_EMBEDDING_MODEL, encode_passages, load_sentence_transformer
+from bot.embeddings.onnx_model import query_encoder
 from bot.knowledge_base import current_knowledge_base
+from bot.knowledge_base.questions import split_questions
 from bot.knowledge_base.search import PassageIndex, knowledge_base_fingerprint
 
 logger = logging.getLogger(__name__)
-
-ARTICLE_SEARCH = "article_search"
 
 
 @DefaultV1Recipe.register(
@@ -98,7 +101,17 @@ class KnowledgeBaseSearch(GraphComponent):
             vector = self._query_vector(message)
             hits = self._index.search(vector, self._config["top_k"]) if vector is not None else []
             message.set(ARTICLE_SEARCH, [hit.to_dict() for hit in hits], add_to_output=True)
+            questions = split_questions(message.get(TEXT) or "") if vector is not None else []
+            if questions:
+                message.set(ARTICLE_QUESTIONS, self._search_each(questions), add_to_output=True)
         return messages
+
+    def _search_each(self, questions: List[Text]) -> List[Dict[Text, Any]]:
+        vectors = query_encoder(self._config["model"])(questions)
+        return [
+            {"text": question, "hits": [hit.to_dict() for hit in self._index.search(vector, self._config["top_k"])]}
+            for question, vector in zip(questions, vectors)
+        ]
 
     def _query_vector(self, message: Message) -> Optional[np.ndarray]:
         text = (message.get(TEXT) or "").strip()
@@ -107,8 +120,7 @@ class KnowledgeBaseSearch(GraphComponent):
         _, sentence = message.get_dense_features(TEXT, featurizers=[self._config["featurizer"]])
         if sentence is not None and sentence.features.shape[-1] == self._index.dimension:
             return sentence.features.reshape(-1)
-        model = load_sentence_transformer(self._config["model"])
-        return encode_queries(model, [text])[0]
+        return query_encoder(self._config["model"])([text])[0]
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
         return training_data

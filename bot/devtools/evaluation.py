@@ -8,10 +8,16 @@ from typing import Callable, Dict, List, Optional, Sequence
 from rasa.shared.nlu.training_data.loading import load_data
 
 from bot import paths
-from bot.contract import REPORT_WARNING_SIGN, cited_items, intent_ranking, latest_turn_bot_events, search_hits
+import yaml
+
+from bot.contract import PRODUCT, REPORT_WARNING_SIGN, cited_items, intent_ranking, latest_turn_bot_events, search_hits
 from bot.knowledge_base import KnowledgeBase
 
 DEV_SET = paths.TESTS_DIR / "nlu_dev_set.yml"
+# The second dev set (issue 18): single questions and follow-up conversations, item `none` when the
+# article cannot answer; its own format (see the file).
+SECOND_DEV_SET = paths.TESTS_DIR / "nlu_dev_set_2.yml"
+NO_ITEM = "none"
 
 
 @dataclass(frozen=True)
@@ -33,10 +39,56 @@ def load_dev_set(path: Path = DEV_SET) -> List[DevQuestion]:
     return questions
 
 
-def answered_item(tracker: Dict) -> Optional[str]:
-    """The item the latest turn's answer cites (its `citation` metadata), or None when it cites nothing."""
-    cited = cited_items(latest_turn_bot_events(tracker))
-    return cited[0] if cited else None
+def answered_item(tracker: Dict, kb: Optional[KnowledgeBase] = None) -> Optional[str]:
+    """The item the latest turn's answer cites (its `citation` metadata), or None when it cites
+    nothing. With `kb`: a turn that cites nothing but presents a product counts as the section the
+    article shows that product in (the second dev set scores product questions so)."""
+    bot_events = latest_turn_bot_events(tracker)
+    cited = cited_items(bot_events)
+    if cited or kb is None:
+        return cited[0] if cited else None
+    products = [(event.get("metadata") or {}).get(PRODUCT) for event in bot_events]
+    product = next((kb.product(product_id) for product_id in products if product_id and kb.product(product_id)), None)
+    return product.section if product else None
+
+
+@dataclass(frozen=True)
+class DevCase:
+    """One case of the second dev set: the turns sent in one conversation, the item the last reply
+    must cite (None: it must cite nothing), the kind (`question`, or a follow-up kind) and language."""
+
+    turns: tuple
+    item: Optional[str]
+    kind: str
+    lang: str
+
+
+def load_second_dev_set(path: Path = SECOND_DEV_SET) -> List[DevCase]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+
+    def item(raw: Dict) -> Optional[str]:
+        return None if raw["item"] == NO_ITEM else raw["item"]
+
+    questions = [DevCase((q["text"],), item(q), "question", q.get("lang", "nl")) for q in data["questions"]]
+    conversations = [DevCase(tuple(c["turns"]), item(c), c["kind"], c.get("lang", "nl")) for c in data["conversations"]]
+    return questions + conversations
+
+
+def score_cases(cases: Sequence[DevCase], predict: Callable[[Sequence[str]], Optional[str]]) -> Dict:
+    """Top-1 accuracy per kind and in all; `predict(turns)` returns the item the last reply cites."""
+    by_kind: Dict[str, List[int]] = {}
+    errors = []
+    for case in cases:
+        got = predict(case.turns)
+        correct = got == case.item
+        by_kind.setdefault(case.kind, [0, 0])
+        by_kind[case.kind][0] += correct
+        by_kind[case.kind][1] += 1
+        if not correct:
+            errors.append({"turns": list(case.turns), "expected": case.item, "got": got, "kind": case.kind})
+    correct = sum(c for c, _ in by_kind.values())
+    total = sum(t for _, t in by_kind.values())
+    return {"accuracy": correct / total if total else 0.0, "correct": correct, "total": total, "by_kind": by_kind, "errors": errors}
 
 
 @dataclass

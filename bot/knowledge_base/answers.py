@@ -1,7 +1,7 @@
 """Choose what an answer quotes: the relevant paragraph(s) of an item, not the whole section."""
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Sequence
 
 from bot.knowledge_base.model import Item
 
@@ -10,26 +10,49 @@ SECOND_PARAGRAPH_MARGIN = 0.02
 MAX_PARAGRAPHS = 2
 
 
-def relevant_paragraphs(item: Item, search_hits: Iterable[Dict[str, Any]]) -> List[str]:
-    """The item's paragraphs that best match the question, in article order.
-
-    `search_hits` are the `article_search` entries of the parse result (item, paragraph, score).
-    Without a hit for this item the first paragraph is quoted; FAQ answers are quoted whole.
-    """
-    if not item.paragraphs:
-        return []
-    if item.kind == "faq":
-        return list(item.paragraphs)
-    scores = {
+def paragraph_scores(item: Item, search_hits: Iterable[Dict[str, Any]]) -> Dict[int, float]:
+    """The search scores of `item`'s paragraphs among `search_hits` (paragraph index → cosine)."""
+    return {
         hit["paragraph"]: float(hit["score"])
         for hit in search_hits
         if hit.get("item") == item.id and 0 <= hit.get("paragraph", -1) < len(item.paragraphs)
     }
+
+
+def relevant_paragraph_indices(
+    item: Item, search_hits: Iterable[Dict[str, Any]], exclude: Sequence[int] = ()
+) -> List[int]:
+    """The indices of the item's paragraphs that best match the question, in article order.
+
+    `search_hits` are the `article_search` entries of the parse result (item, paragraph, score).
+    Without a hit for this item the first paragraph not in `exclude` is quoted; FAQ answers are
+    quoted whole. `exclude`: paragraphs already quoted in this conversation (a follow-up).
+    """
+    if not item.paragraphs:
+        return []
+    if item.kind == "faq":
+        return list(range(len(item.paragraphs)))
+    scores = {index: score for index, score in paragraph_scores(item, search_hits).items() if index not in exclude}
     if not scores:
-        return [item.paragraphs[0]]
+        fresh = [index for index in range(len(item.paragraphs)) if index not in exclude]
+        return fresh[:1] or [0]
     best = max(scores.values())
     chosen = sorted(
         (index for index, score in scores.items() if score >= best - SECOND_PARAGRAPH_MARGIN),
         key=lambda index: -scores[index],
     )[:MAX_PARAGRAPHS]
-    return [item.paragraphs[index] for index in sorted(chosen)]
+    return sorted(chosen)
+
+
+def next_paragraph_indices(item: Item, quoted: Sequence[int], count: int = MAX_PARAGRAPHS) -> List[int]:
+    """"Vertel meer": the item's paragraphs after the last one quoted, else the first ones not yet
+    quoted; [] when every paragraph was quoted."""
+    after = max(quoted, default=-1)
+    following = [index for index in range(after + 1, len(item.paragraphs))]
+    earlier = [index for index in range(len(item.paragraphs)) if index not in quoted and index <= after]
+    return (following + earlier)[:count]
+
+
+def relevant_paragraphs(item: Item, search_hits: Iterable[Dict[str, Any]]) -> List[str]:
+    """The text of `relevant_paragraph_indices`."""
+    return [item.paragraphs[index] for index in relevant_paragraph_indices(item, search_hits)]

@@ -1,0 +1,97 @@
+"""Answer a follow-up from the item last answered: "vertel meer" (the next paragraphs) and questions
+that only make sense with it ("en werkt dat?", "voor wie is dat?")."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Text
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from bot.answers import MIN_QUESTION_SCORE, TurnMessages, answer_item, present_products, suggestions, turn_context
+from bot.contract import (
+    ASK_MORE,
+    ESCALATION_LEVEL_SLOT,
+    PRODUCTS_MENTIONED_SLOT,
+    intent_name,
+    last_answer_is_product,
+    last_citation,
+    last_products,
+    quoted_paragraphs,
+    search_hits,
+)
+from bot.knowledge_base import Item, KnowledgeBase, current_knowledge_base
+from bot.knowledge_base.answers import next_paragraph_indices, relevant_paragraph_indices
+from bot.levels import NONE, escalates
+from bot.replies import reply
+from bot.staff.handoff import is_staff
+
+WHOLE_ITEM_KINDS = ("faq", "about", "sources")  # answered whole: a follow-up answers them again
+
+
+def follow_up_paragraphs(item: Item, more: bool, hits: Sequence[Dict[str, Any]], quoted: Sequence[int]) -> Optional[List[int]]:
+    """The paragraphs a follow-up quotes: None for the items answered whole; for "meer" the next
+    ones ([] when all were quoted); for a question the best not yet quoted."""
+    if item.kind in WHOLE_ITEM_KINDS:
+        return None
+    if more:
+        return next_paragraph_indices(item, quoted)
+    return relevant_paragraph_indices(item, hits, exclude=quoted)
+
+
+def next_item(kb: KnowledgeBase, hits: Sequence[Dict[str, Any]], answered: Sequence[str]) -> Optional[Item]:
+    """After "meer" when the item was said in full: the item of the best paragraph that the
+    conversation has not answered yet, when it matches as closely as a question of its own."""
+    for hit in hits:
+        if hit.get("item") not in answered and kb.item(hit.get("item", "")) and hit.get("score", 0) >= MIN_QUESTION_SCORE:
+            return kb.item(hit["item"])
+    return None
+
+
+class ActionAnswerFollowUp(Action):
+    """Runs on `ask_more` and `follow_up`: answers from the item the conversation last answered
+    (a question after an answer that presented products: about those products), or asks what the
+    question is about when nothing was answered yet."""
+
+    def name(self) -> Text:
+        return "action_answer_follow_up"
+
+    def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[Dict[Text, Any]]:
+        kb = current_knowledge_base()
+        context = turn_context(
+            escalates(tracker.get_slot(ESCALATION_LEVEL_SLOT) or NONE),
+            is_staff(tracker.get_latest_input_channel()),
+            tracker.get_slot(PRODUCTS_MENTIONED_SLOT),
+            tracker.events,
+        )
+        parse_data = tracker.latest_message
+        more = intent_name(parse_data) == ASK_MORE
+        if not more and last_answer_is_product(tracker.events) and context.offers:
+            for message in present_products(kb, last_products(tracker.events)).messages:
+                dispatcher.utter_message(**message)
+            return []
+        citation = last_citation(tracker.events)
+        item = kb.item(citation["item"]) if citation else None
+        if item is None:
+            dispatcher.utter_message(text=reply("follow_up_without_context"))
+            return []
+        paragraphs = follow_up_paragraphs(item, more, search_hits(parse_data), quoted_paragraphs(tracker.events, item.id))
+        elsewhere = next_item(kb, search_hits(parse_data), context.answered) if paragraphs == [] else None
+        if elsewhere is not None:  # all of this item was said: the best matching item not yet answered
+            turn = answer_item(kb, elsewhere, parse_data.get("text") or "", search_hits(parse_data), context)
+            offer = suggestions(kb, turn.items, context)
+        elif paragraphs == []:
+            turn = TurnMessages([{"text": reply("nothing_more", heading=item.citation)}], [])
+            offer = suggestions(kb, [item.id], context)
+        else:
+            turn = answer_item(kb, item, parse_data.get("text") or "", search_hits(parse_data), context, paragraphs)
+            offer = suggestions(kb, turn.items, context)
+        for message in turn.messages:
+            dispatcher.utter_message(**message)
+        if offer:
+            dispatcher.utter_message(**offer)
+        if not turn.products:
+            return []
+        return [SlotSet(PRODUCTS_MENTIONED_SLOT, [*context.products_mentioned, *turn.products])]

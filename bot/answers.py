@@ -1,0 +1,123 @@
+"""The messages of one answering turn, shared by the answering actions: an article answer with at
+most one product line, several questions answered one by one, and the suggested next questions.
+Each message is the keyword arguments of one `dispatcher.utter_message`. Imports nothing of Rasa."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+from bot.contract import PRODUCT, SUGGESTIONS, answered_items
+from bot.knowledge_base import Item, KnowledgeBase
+from bot.knowledge_base.suggestions import suggested_items
+from bot.products import contextual_product, product_line, product_settings, products_named
+from bot.replies import article_answer, reply
+
+# A question of a several-question message is answered from its best paragraph's item only when
+# the paragraph is at least this close (cosine; the clarification's floor, actions/clarify.py).
+MIN_QUESTION_SCORE = 0.84
+# The classifier's item answers the question among whose best paragraphs it is (this many).
+QUESTION_CANDIDATES = 3
+
+
+@dataclass(frozen=True)
+class TurnContext:
+    """What the conversation says about this turn: no products and no suggestions once it
+    escalated or when staff write; the products already presented; the items already answered."""
+
+    escalated: bool = False
+    staff: bool = False
+    products_mentioned: Sequence[str] = ()
+    answered: Sequence[str] = ()
+
+    @property
+    def offers(self) -> bool:
+        return not self.escalated and not self.staff
+
+
+@dataclass
+class TurnMessages:
+    messages: List[Dict[str, Any]] = field(default_factory=list)
+    items: List[str] = field(default_factory=list)  # the items answered, in order
+    products: List[str] = field(default_factory=list)  # the products presented, in order
+
+    def extend(self, other: "TurnMessages") -> None:
+        self.messages += other.messages
+        self.items += [item for item in other.items if item not in self.items]
+        self.products += [product for product in other.products if product not in self.products]
+
+
+def answer_item(
+    kb: KnowledgeBase,
+    item: Item,
+    text: str,
+    hits: Sequence[Dict[str, Any]],
+    context: TurnContext,
+    paragraphs: Optional[Sequence[int]] = None,
+) -> TurnMessages:
+    """The article answer for `item`, and one "Uit onze winkel" line when a product fits `text`."""
+    turn = TurnMessages([article_answer(kb, item, hits, paragraphs)], [item.id])
+    if not context.offers:
+        return turn
+    settings = product_settings()
+    product = contextual_product(text, item.id, kb.products, settings, context.products_mentioned)
+    if product is not None:
+        turn.messages.append({"text": product_line(product, settings, "product_mention"), PRODUCT: product.id})
+        turn.products.append(product.id)
+    return turn
+
+
+def present_products(kb: KnowledgeBase, product_ids: Sequence[str], settings: Optional[Dict[str, Any]] = None) -> TurnMessages:
+    """One line per product (what it is, its price, the discount)."""
+    settings = settings or product_settings()
+    products = [product for product in kb.products if product.id in product_ids]
+    return TurnMessages([{"text": product_line(p, settings, "product"), PRODUCT: p.id} for p in products], [], [p.id for p in products])
+
+
+def question_item(kb: KnowledgeBase, question: Dict[str, Any], intent_item: Optional[str], used: Sequence[str]) -> Optional[Item]:
+    """The item that answers one question of several: the classifier's item when it is among the
+    question's best paragraphs, else the best paragraph's item when it is close enough."""
+    hits = [hit for hit in question.get("hits") or [] if kb.item(hit.get("item", ""))]
+    candidates = [hit["item"] for hit in hits[:QUESTION_CANDIDATES]]
+    if intent_item in candidates and intent_item not in used:
+        return kb.item(intent_item)
+    best = next((hit for hit in hits if hit["item"] not in used), None)
+    return kb.item(best["item"]) if best and best.get("score", 0) >= MIN_QUESTION_SCORE else None
+
+
+def answer_questions(
+    kb: KnowledgeBase, questions: Sequence[Dict[str, Any]], intent_item: Optional[str], context: TurnContext
+) -> TurnMessages:
+    """Each question of a several-question message answered on its own, in the order asked: the
+    products it names, else its article item, else that the article has no answer to it."""
+    turn = TurnMessages()
+    settings = product_settings()
+    for question in questions:
+        named = products_named(question["text"], kb.products, settings) if context.offers else []
+        if named:
+            turn.extend(present_products(kb, [p.id for p in named]))
+            continue
+        item = question_item(kb, question, intent_item, turn.items)
+        if item is None:
+            turn.messages.append({"text": reply("question_not_in_article", question=question["text"])})
+            continue
+        mentioned = [*context.products_mentioned, *turn.products]
+        turn.extend(answer_item(kb, item, question["text"], question.get("hits") or [], TurnContext(context.escalated, context.staff, mentioned)))
+    return turn
+
+
+def suggestions(kb: KnowledgeBase, answered_now: Sequence[str], context: TurnContext) -> Optional[Dict[str, Any]]:
+    """"Misschien wil je ook weten:" with buttons to related items, or None (nothing to offer,
+    an escalated conversation, staff)."""
+    if not context.offers or not answered_now:
+        return None
+    answered = [*context.answered, *answered_now]
+    offered = suggested_items(kb, answered_now[-1], answered)
+    if not offered:
+        return None
+    buttons = [{"title": kb.item(item_id).button_title, "payload": f"/{item_id}"} for item_id in offered]
+    return {"text": reply("suggestions"), "buttons": buttons, SUGGESTIONS: offered}
+
+
+def turn_context(escalated: bool, staff: bool, products_mentioned: Optional[Sequence[str]], events: Sequence[Dict[str, Any]]) -> TurnContext:
+    """The context of the latest turn from a tracker's slots, channel and events."""
+    return TurnContext(escalated, staff, tuple(products_mentioned or ()), tuple(answered_items(list(events))))

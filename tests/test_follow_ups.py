@@ -1,0 +1,158 @@
+"""Conversations, not single questions (issue 18): follow-ups from the item last answered, suggested
+next questions, several questions in one message. The floor functions, then the actions through the
+rasa-sdk executor with real trackers and the real domain (the whole stack: tests/conversations/follow_ups.yml)."""
+from __future__ import annotations
+
+import pytest
+from rasa.shared.core.domain import Domain
+from rasa_sdk.executor import ActionExecutor
+
+from bot.contract import answered_items, last_citation, last_products, quoted_paragraphs
+from bot.knowledge_base import load_knowledge_base
+from bot.knowledge_base.answers import next_paragraph_indices, relevant_paragraph_indices
+from bot.knowledge_base.questions import split_questions
+from bot.knowledge_base.suggestions import neighbours, suggested_items
+
+KB = load_knowledge_base()
+
+
+@pytest.mark.parametrize("text, questions", [
+    ("welke oefeningen helpen en wat kost het kussen?", ["welke oefeningen helpen", "wat kost het kussen?"]),
+    ("Wat is lasertherapie? En hoe werkt DAVID Spine?", ["Wat is lasertherapie?", "En hoe werkt DAVID Spine?"]),
+    ("what exercises help and how much is the cushion?", ["what exercises help", "how much is the cushion?"]),
+    ("wat is het verschil tussen acute en chronische rugpijn?", []),  # "en" without a question after it
+    ("ik heb rugpijn en kan niet lopen", []),  # not questions
+    ("Welke oefeningen helpen? Ik zit veel.", []),  # the second part is no question
+    ("wat helpt en kan ik sporten?", []),  # a part too short to stand alone
+])
+def test_split_questions(text, questions):
+    assert split_questions(text) == questions
+
+
+def test_suggestions_never_repeat_and_follow_the_data_then_the_article():
+    offered = suggested_items(KB, "section_therapies")
+    assert offered == ["section_treatment_and_selfcare", "faq_when_professional", "faq_relieve_yourself"]
+    assert "section_treatment_and_selfcare" not in suggested_items(KB, "section_therapies", ["section_treatment_and_selfcare"])
+    assert len(suggested_items(KB, "section_therapies", ["section_treatment_and_selfcare"])) == 3  # topped up by neighbours
+    unlisted = suggested_items(KB, "faq_best_exercises", settings={"max_buttons": 2, "related": {"faq_best_exercises": ["no_such_item"]}})
+    assert unlisted == neighbours(KB, "faq_best_exercises")[:2] and "no_such_item" not in unlisted
+    assert suggested_items(KB, "no_such_item") == []
+
+
+def test_more_gives_the_paragraphs_after_those_quoted():
+    therapies = KB.item("section_therapies")
+    count = len(therapies.paragraphs)
+    assert count >= 2
+    assert next_paragraph_indices(therapies, [0]) == list(range(1, min(count, 3)))
+    assert next_paragraph_indices(therapies, list(range(count))) == []
+    assert next_paragraph_indices(therapies, [count - 1])[:1] == [0]  # what was skipped before the last one quoted
+    hits = [{"item": "section_therapies", "paragraph": 0, "score": 0.9}]
+    assert relevant_paragraph_indices(therapies, hits, exclude=[0]) == [1]
+
+
+EVENTS = [
+    {"event": "session_started"},
+    {"event": "user", "text": "wat is lasertherapie?"},
+    {"event": "bot", "text": "…", "metadata": {"citation": {"item": "section_therapies", "heading": "x", "paragraphs": [0]}}},
+    {"event": "bot", "text": "Misschien wil je ook weten:", "metadata": {"suggestions": ["faq_when_professional"]}},
+    {"event": "user", "text": "hebben jullie een zitkussen?"},
+    {"event": "bot", "text": "Ergonomisch Zitkussen …", "metadata": {"product": "seat_cushion"}},
+    {"event": "user", "text": "vertel meer"},
+]
+
+
+def test_context_readers():
+    assert last_citation(EVENTS)["item"] == "section_therapies"
+    assert quoted_paragraphs(EVENTS, "section_therapies") == [0]
+    assert answered_items(EVENTS) == ["section_therapies"]
+    assert last_products(EVENTS) == ["seat_cushion"]
+    earlier_session = [{"event": "bot", "metadata": {"citation": {"item": "faq_best_exercises"}}}, {"event": "session_started"}, {"event": "user"}]
+    assert last_citation(earlier_session) is None
+
+
+# -- the actions ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def executor() -> ActionExecutor:
+    executor = ActionExecutor()
+    executor.register_package("actions")
+    return executor
+
+
+@pytest.fixture(scope="module")
+def domain() -> dict:
+    return Domain.load("domain.yml").as_dict()
+
+
+async def run(executor, domain, action, text, intent, events=(), level="none", **parse):
+    latest = {"text": text, "intent": {"name": intent, "confidence": 0.9}, "intent_ranking": [], "entities": [], "article_search": [], **parse}
+    tracker = {
+        "sender_id": "t", "slots": {"escalation_level": level, "warning_signs": [], "products_mentioned": []},
+        "latest_message": latest, "events": list(events), "paused": False, "followup_action": None,
+        "active_loop": {}, "latest_action_name": "action_listen",
+    }
+    return await executor.run({"next_action": action, "sender_id": "t", "tracker": tracker, "domain": domain, "version": "3.6.2"})
+
+
+def citations(result):
+    return [(r.get("citation") or {}).get("item") for r in result["responses"] if r.get("citation")]
+
+
+async def test_more_continues_the_item_last_answered(executor, domain):
+    result = await run(executor, domain, "action_answer_follow_up", "vertel meer", "ask_more", EVENTS)
+    answer = result["responses"][0]
+    assert answer["citation"]["item"] == "section_therapies" and answer["citation"]["paragraphs"] == [1]
+    assert answer["text"].startswith(KB.item("section_therapies").paragraphs[1])
+
+
+async def test_more_when_everything_was_said(executor, domain):
+    therapies = KB.item("section_therapies")
+    said = [{"event": "bot", "metadata": {"citation": {"item": "section_therapies", "paragraphs": list(range(len(therapies.paragraphs)))}}}, {"event": "user"}]
+    result = await run(executor, domain, "action_answer_follow_up", "ga door", "ask_more", said)
+    assert result["responses"][0]["text"].startswith("Meer dan dit staat er in het artikel niet over")
+    assert citations(result) == [] and result["responses"][1]["buttons"]
+    # a "meer" whose words match another item well enough gets that item instead
+    hits = [{"item": "section_therapies", "paragraph": 0, "score": 0.9}, {"item": "section_selfcare", "paragraph": 1, "score": 0.87}]
+    result = await run(executor, domain, "action_answer_follow_up", "wat kan ik nog meer zelf doen", "ask_more", said, article_search=hits)
+    assert citations(result) == ["section_selfcare"]
+
+
+async def test_follow_up_question_answers_from_the_item(executor, domain):
+    result = await run(executor, domain, "action_answer_follow_up", "en werkt dat?", "follow_up", [*EVENTS[:4], {"event": "user"}])
+    assert citations(result) == ["section_therapies"] and result["responses"][0]["citation"]["paragraphs"] == [1]
+
+
+async def test_follow_up_without_context_asks_for_the_question(executor, domain):
+    result = await run(executor, domain, "action_answer_follow_up", "en werkt dat?", "follow_up", [{"event": "user"}])
+    assert [r["text"] for r in result["responses"]] == ["Waar gaat je vraag over? Stel hem gerust in zijn geheel, bijvoorbeeld: \"Welke oefeningen helpen?\" of \"Wat is lasertherapie?\""]
+
+
+async def test_no_suggestions_once_escalated(executor, domain):
+    result = await run(executor, domain, "action_answer_from_article", "welke oefeningen helpen", "faq_best_exercises", level="soon")
+    assert len(result["responses"]) == 1 and not result["responses"][0].get("buttons")
+
+
+async def test_price_question_names_the_product_just_presented(executor, domain):
+    result = await run(executor, domain, "action_answer_product", "wat kost het?", "ask_product", EVENTS)
+    assert [r.get("product") for r in result["responses"]] == ["seat_cushion"]
+
+
+async def test_two_questions_each_answered_in_order(executor, domain):
+    questions = [
+        {"text": "welke oefeningen helpen", "hits": [{"item": "faq_best_exercises", "paragraph": 0, "score": 0.9}]},
+        {"text": "wat kost het kussen?", "hits": [{"item": "section_selfcare", "paragraph": 3, "score": 0.86}]},
+    ]
+    result = await run(executor, domain, "action_answer_from_article", "welke oefeningen helpen en wat kost het kussen?",
+                       "faq_best_exercises", article_questions=questions)
+    kinds = [("citation" if r.get("citation") else "product" if r.get("product") else "other") for r in result["responses"]]
+    assert kinds[:2] == ["citation", "product"] and citations(result) == ["faq_best_exercises"]
+    assert result["responses"][0]["text"].splitlines()[-1].startswith("Bron: ")
+    unanswerable = [{"text": "wat zijn de verzendkosten", "hits": [{"item": "article_intro", "paragraph": 0, "score": 0.5}]}, questions[0]]
+    result = await run(executor, domain, "action_answer_from_article", "…", "faq_best_exercises", article_questions=unanswerable)
+    assert result["responses"][0]["text"].startswith("Op je vraag \"wat zijn de verzendkosten\"") and citations(result) == ["faq_best_exercises"]
+
+
+async def test_follow_up_after_a_product_is_about_that_product(executor, domain):
+    result = await run(executor, domain, "action_answer_follow_up", "en wat kost dat?", "follow_up", EVENTS)
+    assert [r.get("product") for r in result["responses"]] == ["seat_cushion"] and "€" in result["responses"][0]["text"]
+    escalated = await run(executor, domain, "action_answer_follow_up", "en wat kost dat?", "follow_up", EVENTS, level="soon")
+    assert all(not r.get("product") for r in escalated["responses"])
