@@ -30,7 +30,7 @@ import json
 import math
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import sqlalchemy as sa
@@ -58,6 +58,7 @@ EVENTS = sa.table(
     sa.column("id"), sa.column("sender_id"), sa.column("type_name"), sa.column("timestamp"),
     sa.column("intent_name"), sa.column("action_name"), sa.column("data"),
 )
+Events = Dict[str, List[Dict[str, Any]]]  # per conversation id, its events in tracker order
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,11 @@ class Turn:
     level: str = NONE  # the escalation level, for `escalated`
     cited: Tuple[str, ...] = ()
     response_ms: Optional[int] = None
+    event_id: int = 0  # the row of the user event in the events table
+    timestamp: float = 0.0  # epoch seconds
+    intent: Optional[str] = None
+    confidence: Optional[float] = None  # of the intent, from the stored parse data
+    next_text: Optional[str] = None  # the visitor's next message in the conversation, if any
 
 
 def percentile(values: Iterable[int], fraction: float) -> int:
@@ -140,36 +146,49 @@ def _store(config: Mapping[str, Any]) -> SQLConversationStore:
     return SQLConversationStore(sql_url(config))
 
 
-def _events(store: SQLConversationStore, start: float, end: float) -> Dict[str, List[Dict[str, Any]]]:
-    """The events from `start` on (also after `end`: the answers to the period's last messages) of
-    every conversation with a user event in the period, per conversation, in tracker order."""
+def _read(store: SQLConversationStore, query: sa.sql.Select) -> Events:
+    conversations: Events = {}
     if store._absent():  # a SQLite file Rasa has not created: nothing stored, and none created
-        return {}
-    talking = (
-        sa.select(EVENTS.c.sender_id)
-        .where(EVENTS.c.type_name == "user", EVENTS.c.timestamp >= start, EVENTS.c.timestamp < end)
-        .distinct()
-    )
-    query = (
-        sa.select(EVENTS.c.sender_id, EVENTS.c.type_name, EVENTS.c.timestamp, EVENTS.c.intent_name,
-                  EVENTS.c.action_name, EVENTS.c.data)
-        .where(EVENTS.c.sender_id.in_(talking), EVENTS.c.timestamp >= start)
-        .order_by(EVENTS.c.sender_id, EVENTS.c.id)
-    )
-    conversations: Dict[str, List[Dict[str, Any]]] = {}
+        return conversations
     with store.engine.connect() as connection:
         if not store._has_events(connection):
-            return {}
-        for sender_id, type_name, timestamp, intent, action, data in connection.execute(query):
+            return conversations
+        for row_id, sender_id, type_name, timestamp, intent, action, data in connection.execute(query):
             try:
                 event = json.loads(data or "{}")
             except ValueError:
                 event = {}
             conversations.setdefault(sender_id, []).append({
-                "type": type_name, "timestamp": float(timestamp or 0.0), "intent": intent,
+                "id": int(row_id), "type": type_name, "timestamp": float(timestamp or 0.0), "intent": intent,
                 "action": action, "event": event if isinstance(event, dict) else {},
             })
     return conversations
+
+
+def _columns() -> sa.sql.Select:
+    return sa.select(EVENTS.c.id, EVENTS.c.sender_id, EVENTS.c.type_name, EVENTS.c.timestamp,
+                     EVENTS.c.intent_name, EVENTS.c.action_name, EVENTS.c.data)
+
+
+def _events(store: SQLConversationStore, start: float, end: float) -> Events:
+    """The events from `start` on (also after `end`: the answers to the period's last messages) of
+    every conversation with a user event in the period, per conversation, in tracker order."""
+    talking = (
+        sa.select(EVENTS.c.sender_id)
+        .where(EVENTS.c.type_name == "user", EVENTS.c.timestamp >= start, EVENTS.c.timestamp < end)
+        .distinct()
+    )
+    query = (_columns().where(EVENTS.c.sender_id.in_(talking), EVENTS.c.timestamp >= start)
+             .order_by(EVENTS.c.sender_id, EVENTS.c.id))
+    return _read(store, query)
+
+
+def conversation_events(config: Mapping[str, Any], sender_id: str) -> List[Dict[str, Any]]:
+    """Every stored event of one conversation, in tracker order (each: id, type, timestamp, intent,
+    action and the event's JSON as `event`); empty when the conversation is not stored."""
+    with _store(config) as store:
+        events = _read(store, _columns().where(EVENTS.c.sender_id == sender_id).order_by(EVENTS.c.id))
+    return events.get(sender_id, [])
 
 
 def _is_staff(events: List[Dict[str, Any]]) -> bool:
@@ -207,25 +226,42 @@ def _turn(sender_id: str, message: Dict[str, Any], following: List[Dict[str, Any
     else:
         outcome = OTHER
     response_ms = round((bots[0]["timestamp"] - message["timestamp"]) * 1000) if bots else None
+    confidence = ((message["event"].get("parse_data") or {}).get("intent") or {}).get("confidence")
     return Turn(sender_id, str(message["event"].get("text") or ""), outcome,
-                max_level(*levels) if levels else NONE, cited, response_ms)
+                max_level(*levels) if levels else NONE, cited, response_ms,
+                event_id=int(message.get("id") or 0), timestamp=message["timestamp"], intent=intent,
+                confidence=float(confidence) if isinstance(confidence, (int, float)) else None)
+
+
+def _visitor_text(event: Mapping[str, Any]) -> str:
+    """The text of a visitor message, or "" for a payload (`/session_start`, a button) or an empty one."""
+    text = str(event["event"].get("text") or "").strip()
+    return "" if text.startswith("/") else text
 
 
 def visitor_turns(config: Mapping[str, Any], start: float, end: float) -> List[Turn]:
     """Every visitor message of the period (staff conversations and payloads left out), classified."""
     with _store(config) as store:
         conversations = _events(store, start, end)
+    return turns_of(conversations, start, end)
+
+
+def turns_of(conversations: Events, start: float, end: float) -> List[Turn]:
+    """The visitor messages in [start, end) of these conversations (staff conversations left out),
+    each classified; `next_text` is the conversation's next visitor message, if any."""
     turns: List[Turn] = []
     for sender_id, events in conversations.items():
         if _is_staff(events):
             continue
         users = [i for i, e in enumerate(events) if e["type"] == "user"] + [len(events)]
-        for here, following in zip(users, users[1:]):
+        texts = [_visitor_text(events[i]) if i < len(events) else "" for i in users]
+        for position, (here, following) in enumerate(zip(users, users[1:])):
             message = events[here]
-            text = str(message["event"].get("text") or "").strip()
-            if not start <= message["timestamp"] < end or not text or text.startswith("/"):
+            if not start <= message["timestamp"] < end or not texts[position]:
                 continue
-            turns.append(_turn(sender_id, message, events[here + 1:following]))
+            later = next((text for text in texts[position + 1:] if text), None)
+            turn = _turn(sender_id, message, events[here + 1:following])
+            turns.append(replace(turn, next_text=later))
     return turns
 
 
@@ -243,7 +279,11 @@ def unreviewed_questions(config: Mapping[str, Any], start: float, end: float, li
 def weekly_report(config: Mapping[str, Any], start: float, end: float, top: int = 5, questions: int = 5) -> WeeklyReport:
     """The figures of [start, end) (epoch seconds) from the tracker store of `config` (the
     `tracker_store:` section of endpoints.yml)."""
-    turns = visitor_turns(config, start, end)
+    return report_of(visitor_turns(config, start, end), start, end, top, questions)
+
+
+def report_of(turns: List[Turn], start: float, end: float, top: int = 5, questions: int = 5) -> WeeklyReport:
+    """The figures of these turns (the visitor messages of [start, end))."""
     outcomes = dict.fromkeys(OUTCOMES, 0)
     outcomes.update(Counter(turn.outcome for turn in turns))
     escalations = dict.fromkeys(ESCALATION_LEVELS, 0)

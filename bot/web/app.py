@@ -25,6 +25,7 @@ from babel.numbers import format_currency
 from bot import paths
 from bot.knowledge_base import KnowledgeBase, load_knowledge_base
 from bot.privacy.retention import retention_from_env
+from bot.web import staff
 
 WEB_DIR = Path(__file__).resolve().parent
 STATIC_DIR = WEB_DIR / "static"
@@ -251,6 +252,8 @@ def create_app(config: WebConfig = WebConfig()) -> web.Application:
     app.router.add_get("/", page)
     app.router.add_get("/health", health)
     app.router.add_get("/static/{name}", static_file)
+    # the staff page under /staff/, behind STAFF_TOKEN (bot/web/staff.py)
+    staff.mount(app, staff.StaffConfig(knowledge_base=config.knowledge_base))
     return app
 
 
