@@ -13,6 +13,9 @@ from urllib.parse import quote
 
 import pytest
 import requests
+from playwright import sync_api as playwright_api
+from rasa.shared.core.domain import Domain
+from rasa_sdk.executor import ActionExecutor
 
 from bot.stack import RASA_MODEL, ROOT, free_port, running_stack
 from bot.staff.notifiers import MatrixSettings
@@ -22,6 +25,38 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.chdir(ROOT)  # the bot reads data/ and models/ relative to the repository root
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
+SCREENSHOTS = ARTIFACTS / "screenshots"
+# Debian's chromium (make install), driven by Playwright from PyPI: its own browser download fails here
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for one test module."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make install` (apt-get install chromium)")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def executor() -> ActionExecutor:
+    """rasa-sdk's executor with the `actions` package: each action as the action server runs it."""
+    executor = ActionExecutor()
+    executor.register_package("actions")
+    return executor
+
+
+@pytest.fixture(scope="session")
+def domain() -> dict:
+    """The real domain, as the Rasa server sends it to the action server."""
+    return Domain.load("domain.yml").as_dict()
 
 
 @dataclass

@@ -2,22 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from rasa.shared.core.domain import Domain
-from rasa_sdk.executor import ActionExecutor
 
 from bot.knowledge_base import load_knowledge_base
-
-
-@pytest.fixture(scope="module")
-def executor() -> ActionExecutor:
-    executor = ActionExecutor()
-    executor.register_package("actions")
-    return executor
-
-
-@pytest.fixture(scope="module")
-def domain() -> dict:
-    return Domain.load("domain.yml").as_dict()
 
 
 def tracker(text: str = "", intent: str = "", ranking=None, search=None, events=None) -> dict:

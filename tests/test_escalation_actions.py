@@ -7,8 +7,7 @@ import pytest
 
 from bot import clock
 from bot.referral import referral_reply_name
-from test_actions import rendered, run, tracker  # noqa: F401  (fixtures below)
-from test_actions import domain, executor  # noqa: F401
+from test_actions import rendered, tracker
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,6 @@ rasa-sdk executor with real trackers and the real domain (the whole stack: tests
 from __future__ import annotations
 
 import pytest
-from rasa.shared.core.domain import Domain
-from rasa_sdk.executor import ActionExecutor
 
 from bot.contract import answered_items, last_citation, last_products, quoted_paragraphs
 from bot.knowledge_base import load_knowledge_base
@@ -71,18 +69,6 @@ def test_context_readers():
 
 
 # -- the actions ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def executor() -> ActionExecutor:
-    executor = ActionExecutor()
-    executor.register_package("actions")
-    return executor
-
-
-@pytest.fixture(scope="module")
-def domain() -> dict:
-    return Domain.load("domain.yml").as_dict()
-
-
 async def run(executor, domain, action, text, intent, events=(), level="none", **parse):
     latest = {"text": text, "intent": {"name": intent, "confidence": 0.9}, "intent_ranking": [], "entities": [], "article_search": [], **parse}
     tracker = {

@@ -17,7 +17,7 @@ from bot.staff.outbox import Outbox
 from bot.staff.notifiers import (
     MatrixNotifier, MatrixSettings, SlackNotifier, TelegramNotifier, staff_notifier_from_env,
 )
-from test_actions import domain, executor, tracker  # noqa: F401  (fixtures)
+from test_actions import tracker
 
 MATRIX_ENV = {
     "MATRIX_HOMESERVER_URL": "https://matrix.example.org/", "MATRIX_AS_TOKEN": "as", "MATRIX_HS_TOKEN": "hs",

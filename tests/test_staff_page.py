@@ -20,12 +20,11 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 from urllib.parse import urlsplit
 
 import pytest
 import requests
-from playwright import sync_api as playwright_api
 from rasa.shared.nlu.training_data.formats.rasa_yaml import RasaYAMLReader
 
 from bot import paths
@@ -35,19 +34,13 @@ from bot.levels import max_level
 from bot.staff.review import DEFAULT_REVIEWED_EXAMPLES, REVIEWED_EXAMPLES_VARIABLE, read_examples
 from bot.tokens import secret
 from bot.web.staff import COOKIE, SESSION_S, STAFF_TOKEN, session_cookie, valid_session
-from conftest import ARTIFACTS, Conversation
+from conftest import SCREENSHOTS, Conversation
 
 # Set while the tests are collected, before the session's stack starts (its servers inherit the
 # environment): accepted examples go to a temporary file, never into data/nlu/.
 os.environ.setdefault(REVIEWED_EXAMPLES_VARIABLE,
                       str(Path(tempfile.mkdtemp(prefix="reviewed-examples-")) / "reviewed_examples.yml"))
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-SCREENSHOTS = ARTIFACTS / "screenshots"
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 LAPTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -81,16 +74,6 @@ def seeded(stack) -> Dict[str, str]:
         vague.say(text)
     Conversation(stack.rest_url, senders["alarm"]).say(RED_FLAG)
     return senders
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make install` (apt-get install chromium)")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
 
 
 def stored(db: Path) -> Dict[str, List[Dict]]:

@@ -13,25 +13,16 @@ import json
 import re
 import threading
 import uuid
-from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import List
 from urllib.parse import urlsplit
 
-import pytest
 import socketio
 from aiohttp import web
-from playwright import sync_api as playwright_api
 
 from bot.stack import free_port
 from bot.web.app import WebConfig, create_app
-from conftest import ARTIFACTS, stored_events
+from conftest import SCREENSHOTS, stored_events
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-SCREENSHOTS = ARTIFACTS / "screenshots"
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 REPLY_TIMEOUT_MS = 30_000
 
@@ -46,16 +37,6 @@ HOSTILE_BOT_TEXT = (
     "[klik](javascript:window.__xss=1) [ook](JaVaScRiPt:alert(1)) "
     "[web](https://example.org/)"
 )
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make install` (apt-get install chromium)")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
 
 
 class ChatPage:
