@@ -30,7 +30,7 @@ EMBEDDING_ONNX := models/multilingual-e5-small/onnx/model.onnx
 SPACY_PIPELINE := models/spacy-nl/meta.json
 RASA_MODEL := models/assistant.tar.gz
 TRAIN_INPUTS := config.yml domain.yml $(wildcard data/*.yml data/nlu/*.yml) \
-	$(wildcard bot/components/*.py bot/escalation/* bot/escalation/paraphrases/*.yml) $(KNOWLEDGE_BASE) $(EMBEDDING_MODEL) $(SPACY_PIPELINE)
+	$(wildcard bot/components/*.py bot/escalation/* bot/escalation/paraphrases/*.yml) $(KNOWLEDGE_BASE) $(EMBEDDING_MODEL) $(EMBEDDING_ONNX) $(SPACY_PIPELINE)
 
 .PHONY: help install chromium nginx synapse build train run cluster shell test test-conversations bench clean
 

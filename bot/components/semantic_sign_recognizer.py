@@ -30,7 +30,7 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 from bot.components.sentence_embedding_featurizer import SentenceEmbeddingFeaturizer
 from bot.contract import REPORT_WARNING_SIGN, SEMANTIC_SIGNS, TEXT
 from bot.embeddings.model import DEFAULT_EMBEDDING_MODEL
-from bot.embeddings.onnx_model import query_encoder
+from bot.embeddings.onnx_model import encoder_fingerprint, query_encoder
 from bot.escalation.segment import robust_text
 from bot.escalation.semantic import (
     NONE_CLASS,
@@ -72,8 +72,9 @@ class SemanticSignRecognizer(GraphComponent):
 
     @classmethod
     def fingerprint_addon(cls, config: Dict[str, Any]) -> Optional[str]:
-        """The banks and settings are read from disk: Rasa retrains this component when they change."""
-        return training_files_fingerprint()
+        """The banks and settings are read from disk, the encoder is the exported graph: Rasa
+        retrains this component when either changes."""
+        return f"{training_files_fingerprint()}|{encoder_fingerprint(config.get(MODEL_KEY, DEFAULT_EMBEDDING_MODEL))}"
 
     @classmethod
     def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,

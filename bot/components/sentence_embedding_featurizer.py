@@ -34,7 +34,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from bot.embeddings.model import DEFAULT_EMBEDDING_MODEL, load_sentence_transformer
-from bot.embeddings.onnx_model import query_encoder
+from bot.embeddings.onnx_model import encoder_fingerprint, query_encoder
 
 MODEL = "model"
 BATCH_SIZE = "batch_size"
@@ -45,6 +45,12 @@ BATCH_SIZE = "batch_size"
 )
 class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
     """Featurizes TEXT with a sentence-transformers embedding (a dense sentence feature)."""
+
+    @classmethod
+    def fingerprint_addon(cls, config: Dict[Text, Any]) -> Optional[Text]:
+        """The vectors depend on the exported graph (fp32 or int8), not only on this config: Rasa
+        recomputes the features (and retrains what reads them) when it changes."""
+        return encoder_fingerprint(config.get(MODEL, DEFAULT_EMBEDDING_MODEL))
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:

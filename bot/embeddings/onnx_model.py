@@ -303,6 +303,18 @@ def load_onnx_encoder(model_dir: PathLike = DEFAULT_EMBEDDING_MODEL) -> Optional
         return encoder
 
 
+def encoder_fingerprint(model_dir: PathLike = DEFAULT_EMBEDDING_MODEL) -> str:
+    """What `query_encoder(model_dir)` computes with: the exported graph (name, size, time), or
+    sentence-transformers. Rasa's training cache keys the components that encode on it
+    (`fingerprint_addon`), so that a new graph retrains what was fitted on the old vectors."""
+    folder = Path(resolve_model_name(str(model_dir)))
+    graph = folder / ONNX_FILE
+    if not _is_current(folder, graph):
+        return "sentence-transformers"
+    stat = graph.stat()
+    return f"{graph.name}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
 def query_encoder(model_dir: PathLike = DEFAULT_EMBEDDING_MODEL,
                   batch_size: int = 32) -> Callable[[Sequence[str]], np.ndarray]:
     """Encode queries with onnxruntime when the model is exported (`make build` does it), else with
