@@ -8,11 +8,9 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.answers import TurnMessages, answer_item, answer_questions, suggestions, turn_context
-from bot.contract import ARTICLE_ITEM, ARTICLE_QUESTIONS, ESCALATION_LEVEL_SLOT, PRODUCTS_MENTIONED_SLOT, intent_name, search_hits
+from bot.contract import ARTICLE_ITEM, ARTICLE_QUESTIONS, PRODUCTS_MENTIONED_SLOT, intent_name, search_hits
 from bot.knowledge_base import current_knowledge_base
-from bot.levels import NONE, escalates
 from bot.replies import reply
-from bot.staff.handoff import is_staff
 
 
 class ActionAnswerFromArticle(Action):
@@ -29,12 +27,7 @@ class ActionAnswerFromArticle(Action):
     ) -> List[Dict[Text, Any]]:
         kb = current_knowledge_base()
         parse_data = tracker.latest_message
-        context = turn_context(
-            escalates(tracker.get_slot(ESCALATION_LEVEL_SLOT) or NONE),
-            is_staff(tracker.get_latest_input_channel()),
-            tracker.get_slot(PRODUCTS_MENTIONED_SLOT),
-            tracker.events,
-        )
+        context = turn_context(tracker)
         questions = parse_data.get(ARTICLE_QUESTIONS) or []
         item = kb.item(parse_data.get(ARTICLE_ITEM) or "") or kb.item(intent_name(parse_data) or "")
         if questions:

@@ -11,7 +11,6 @@ from rasa_sdk.executor import CollectingDispatcher
 from bot.answers import MIN_QUESTION_SCORE, TurnMessages, answer_item, present_products, suggestions, turn_context
 from bot.contract import (
     ASK_MORE,
-    ESCALATION_LEVEL_SLOT,
     PRODUCTS_MENTIONED_SLOT,
     intent_name,
     last_answer_is_product,
@@ -22,9 +21,7 @@ from bot.contract import (
 )
 from bot.knowledge_base import Item, KnowledgeBase, current_knowledge_base
 from bot.knowledge_base.answers import next_paragraph_indices, relevant_paragraph_indices
-from bot.levels import NONE, escalates
 from bot.replies import reply
-from bot.staff.handoff import is_staff
 
 WHOLE_ITEM_KINDS = ("faq", "about", "sources")  # answered whole: a follow-up answers them again
 
@@ -60,12 +57,7 @@ class ActionAnswerFollowUp(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[Dict[Text, Any]]:
         kb = current_knowledge_base()
-        context = turn_context(
-            escalates(tracker.get_slot(ESCALATION_LEVEL_SLOT) or NONE),
-            is_staff(tracker.get_latest_input_channel()),
-            tracker.get_slot(PRODUCTS_MENTIONED_SLOT),
-            tracker.events,
-        )
+        context = turn_context(tracker)
         parse_data = tracker.latest_message
         more = intent_name(parse_data) == ASK_MORE
         if not more and last_answer_is_product(tracker.events) and context.offers:

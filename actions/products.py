@@ -13,7 +13,6 @@ from bot.knowledge_base import current_knowledge_base
 from bot.products import product_settings, products_named, words_of
 from bot.levels import NONE, escalates
 from bot.replies import reply
-from bot.staff.handoff import is_staff
 
 
 class ActionAnswerProduct(Action):
@@ -57,7 +56,7 @@ class ActionAnswerProduct(Action):
     @staticmethod
     def answer_each(dispatcher: CollectingDispatcher, tracker: Tracker, questions: List[Dict[Text, Any]]) -> List[Dict[Text, Any]]:
         kb = current_knowledge_base()
-        context = turn_context(False, is_staff(tracker.get_latest_input_channel()), tracker.get_slot(PRODUCTS_MENTIONED_SLOT), tracker.events)
+        context = turn_context(tracker)
         turn = answer_questions(kb, questions, None, context)
         for message in turn.messages:
             dispatcher.utter_message(**message)

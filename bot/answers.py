@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-from bot.contract import PRODUCT, SUGGESTIONS, answered_items
+from bot.contract import ESCALATION_LEVEL_SLOT, PRODUCT, PRODUCTS_MENTIONED_SLOT, SUGGESTIONS, answered_items
 from bot.knowledge_base import Item, KnowledgeBase
 from bot.knowledge_base.suggestions import suggested_items
+from bot.levels import NONE, escalates
 from bot.products import contextual_product, product_line, product_settings, products_named
 from bot.replies import article_answer, reply
+from bot.staff.handoff import is_staff
 
 # A question of a several-question message is answered from its best paragraph's item only when
 # the paragraph is at least this close (cosine; the clarification's floor, actions/clarify.py).
@@ -118,6 +120,11 @@ def suggestions(kb: KnowledgeBase, answered_now: Sequence[str], context: TurnCon
     return {"text": reply("suggestions"), "buttons": buttons, SUGGESTIONS: offered}
 
 
-def turn_context(escalated: bool, staff: bool, products_mentioned: Optional[Sequence[str]], events: Sequence[Dict[str, Any]]) -> TurnContext:
-    """The context of the latest turn from a tracker's slots, channel and events."""
-    return TurnContext(escalated, staff, tuple(products_mentioned or ()), tuple(answered_items(list(events))))
+def turn_context(tracker: Any) -> TurnContext:
+    """The context of the latest turn from a rasa-sdk `Tracker` (its slots, channel and events)."""
+    return TurnContext(
+        escalated=escalates(tracker.get_slot(ESCALATION_LEVEL_SLOT) or NONE),
+        staff=is_staff(tracker.get_latest_input_channel()),
+        products_mentioned=tuple(tracker.get_slot(PRODUCTS_MENTIONED_SLOT) or ()),
+        answered=tuple(answered_items(list(tracker.events))),
+    )
