@@ -45,7 +45,7 @@ from sqlalchemy.pool import NullPool
 
 from bot import paths
 from bot.staff.outbox import OUTBOX_VARIABLE, delete_shared_notices
-from bot.stores.backends import sql_url  # the tracker store's URL, as Rasa builds it
+from bot.stores.backends import redis_client, sql_url  # the tracker store's URL and Redis, as Rasa builds them
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ DEFAULT_PURGE_INTERVAL_S = 3600.0
 
 CHUNK = 500  # ids per IN list: below SQLite's (oldest) limit of 999 bound parameters
 REDIS_KEY_PREFIX = "tracker:"  # Rasa's DEFAULT_REDIS_TRACKER_STORE_KEY_PREFIX
+REDIS_TRACKER_DB = 0  # Rasa's RedisTrackerStore when the endpoints name no db
 POSTGRESQL_SCHEMA_VARIABLE = "POSTGRESQL_SCHEMA"  # Rasa's search_path override, honoured here too
 
 # Rasa's SQLTrackerStore table, as far as this module needs it (no ORM, no Rasa import).
@@ -289,18 +290,7 @@ class RedisConversationStore(ConversationStore):
 
     @classmethod
     def from_endpoint_config(cls, config: Mapping[str, Any]) -> RedisConversationStore:
-        client = redis.Redis(
-            host=config.get("url") or "localhost",
-            port=int(config.get("port") or 6379),
-            db=int(config.get("db") or 0),
-            username=config.get("username"),
-            password=config.get("password"),
-            ssl=bool(config.get("use_ssl", False)),
-            ssl_keyfile=config.get("ssl_keyfile"),
-            ssl_certfile=config.get("ssl_certfile"),
-            ssl_ca_certs=config.get("ssl_ca_certs"),
-            decode_responses=True,
-        )
+        client = redis_client(config, REDIS_TRACKER_DB, decode_responses=True)
         record_exp = config.get("record_exp")
         return cls(client, redis_key_prefix(config.get("key_prefix")),
                    float(record_exp) if record_exp else None)

@@ -80,24 +80,31 @@ def shared_sql_url(endpoints: Mapping[str, Any]) -> Optional[URL]:
     return url if url.get_backend_name() in POSTGRESQL_DIALECTS else None
 
 
-def shared_redis(endpoints: Mapping[str, Any]) -> Optional["SharedRedis"]:
-    """The lock store's Redis with its key prefix, when a Redis lock store is configured; else None."""
-    section = endpoints.get(LOCK_STORE_SECTION) or {}
-    if str(section.get("type") or "") not in REDIS_LOCK_STORE_TYPES:
-        return None
-    client = redis.Redis(
+def redis_client(section: Mapping[str, Any], default_db: int, **options: Any) -> "redis.Redis":
+    """A client for the Redis of an endpoints section (Rasa's keys: url, port, db, username,
+    password, use_ssl, ssl_*; `default_db` when it names none: Rasa's lock store uses 1, its
+    tracker store 0), with extra `options` for redis-py."""
+    return redis.Redis(
         host=section.get("url") or REDIS_DEFAULT_HOST,
         port=int(section.get("port") or REDIS_DEFAULT_PORT),
-        db=int(section.get("db") if section.get("db") is not None else REDIS_DEFAULT_DB),
+        db=int(section.get("db") if section.get("db") is not None else default_db),
         username=section.get("username"),
         password=section.get("password"),
         ssl=bool(section.get("use_ssl", False)),
         ssl_certfile=section.get("ssl_certfile"),
         ssl_keyfile=section.get("ssl_keyfile"),
         ssl_ca_certs=section.get("ssl_ca_certs"),
-        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
-        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
+        **options,
     )
+
+
+def shared_redis(endpoints: Mapping[str, Any]) -> Optional["SharedRedis"]:
+    """The lock store's Redis with its key prefix, when a Redis lock store is configured; else None."""
+    section = endpoints.get(LOCK_STORE_SECTION) or {}
+    if str(section.get("type") or "") not in REDIS_LOCK_STORE_TYPES:
+        return None
+    client = redis_client(section, REDIS_DEFAULT_DB, socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+                          socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S)
     prefix = section.get("key_prefix")
     return SharedRedis(client, str(prefix) if prefix and str(prefix).isalnum() else REDIS_DEFAULT_PREFIX)
 
