@@ -22,11 +22,11 @@ from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.classifier import IntentClassifier
-from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, PREDICTED_CONFIDENCE_KEY
+from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY, PREDICTED_CONFIDENCE_KEY
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from bot.contract import ARTICLE_ITEM, intent_ranking, search_hits
+from bot.contract import ARTICLE_ITEM, ARTICLE_SEARCH
 from bot.knowledge_base import current_knowledge_base
 
 logger = logging.getLogger(__name__)
@@ -76,28 +76,26 @@ class ArticleItemResolver(GraphComponent, IntentClassifier):
             trained = set(json.loads((directory / TRAINED_INTENTS_FILE).read_text()))
         return cls(config, model_storage, resource, trained)
 
-    def untrained_item(self, message: Message) -> Optional[Text]:
+    def untrained_item(self, hits: List[Dict[Text, Any]]) -> Optional[Text]:
         """The item of the best paragraph when no example trained it and the match is close enough."""
-        hits = search_hits(message.as_dict(only_output_properties=True))
         if not hits or hits[0].get("score", 0.0) < self.component_config[MIN_SCORE]:
             return None
         item_id = hits[0].get("item")
         known = current_knowledge_base().item(item_id or "") is not None
         return item_id if known and item_id not in self.trained else None
 
-    def route(self, message: Message) -> Optional[Text]:
+    def route(self, ranking: List[Dict[Text, Any]]) -> Optional[Text]:
         """The classifier's best trained article item: its rule runs the article action."""
         items = set(current_knowledge_base().item_ids) & self.trained
-        ranking = intent_ranking(message.as_dict(only_output_properties=True))
         return next((entry["name"] for entry in ranking if entry["name"] in items), next(iter(sorted(items)), None))
 
     def process(self, messages: List[Message]) -> List[Message]:
         for message in messages:
-            item_id = self.untrained_item(message)
-            route = self.route(message) if item_id else None
+            hits = message.get(ARTICLE_SEARCH) or []
+            item_id = self.untrained_item(hits)
+            route = self.route(message.get(INTENT_RANKING_KEY) or []) if item_id else None
             if item_id is None or route is None:
                 continue
-            score = float(search_hits(message.as_dict(only_output_properties=True))[0]["score"])
-            message.set(INTENT, {INTENT_NAME_KEY: route, PREDICTED_CONFIDENCE_KEY: score}, add_to_output=True)
+            message.set(INTENT, {INTENT_NAME_KEY: route, PREDICTED_CONFIDENCE_KEY: float(hits[0]["score"])}, add_to_output=True)
             message.set(ARTICLE_ITEM, item_id, add_to_output=True)
         return messages
