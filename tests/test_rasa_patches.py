@@ -1,12 +1,15 @@
-"""The compiled validator for action server replies accepts and rejects what Rasa's own does."""
+"""The compiled validator for action server replies accepts and rejects what Rasa's own does; event
+names resolve to the classes Rasa's own lookup finds."""
 from __future__ import annotations
 
 import jsonschema
 import pytest
 from rasa.core.actions.action import RemoteAction
+from rasa.shared.core.events import Event
+from rasa.shared.utils.common import all_subclasses
 
 import bot.components  # noqa: F401  (applies the patches, as when Rasa loads the model)
-from bot.rasa_patches import validate_action_result
+from bot.rasa_patches import _original_resolve_by_type, validate_action_result
 
 VALID = {
     "events": [{"event": "slot", "name": "products_mentioned", "value": ["seat_cushion"]}],
@@ -33,3 +36,16 @@ def test_an_invalid_reply_fails_both_validators_with_rasas_message(result):
         jsonschema.validate(result, RemoteAction.action_response_format_spec())
     with pytest.raises(jsonschema.ValidationError, match="Failed to validate Action server response"):
         validate_action_result(None, result)
+
+
+def test_event_names_resolve_to_rasas_classes_and_an_unknown_name_still_raises():
+    """The remembered `Event.resolve_by_type` answers what Rasa's own walk over the subclasses does."""
+    assert Event.resolve_by_type is not _original_resolve_by_type
+    for event_class in all_subclasses(Event):
+        if event_class.type_name:
+            assert Event.resolve_by_type(event_class.type_name) is _original_resolve_by_type(event_class.type_name)
+    assert Event.resolve_by_type("topic") is None
+    with pytest.raises(ValueError):
+        Event.resolve_by_type("geen_bestaand_event")
+    with pytest.raises(ValueError):
+        Event.resolve_by_type("geen_bestaand_event")  # not remembered as an answer

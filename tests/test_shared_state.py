@@ -18,9 +18,12 @@ from typing import Iterator, List
 import aiohttp
 import pytest
 import redis
+import sqlalchemy as sa
 import yaml
 from rasa.core.channels.channel import UserMessage
-from rasa.shared.core.events import SlotSet, UserUttered
+from rasa.core.tracker_store import SQLTrackerStore
+from rasa.shared.core.constants import ACTION_SESSION_START_NAME
+from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 from sanic import Sanic
 
@@ -333,3 +336,36 @@ def test_one_conversations_notices_are_delivered_in_order_by_any_deliverer(datab
         first.delete([conversation, other])
         first.close()
         second.close()
+
+
+def test_on_postgresql_the_latest_session_is_read_as_rasa_reads_it_with_its_start_computed_once(database):
+    """bot/stores/tracker_store.py `_event_query`: the rows and order of Rasa's query (events from
+    the latest `session_started` on; all of them for the full tracker), but PostgreSQL computes the
+    session's start once (an InitPlan), not once per event row as for Rasa's join."""
+    section = tracker_store_section(database, 5432)
+    store = PrivateSQLTrackerStore(DOMAIN, dialect="postgresql", host=section["url"], port=section["port"],
+                                   db=database, username=section["username"], password="")
+    sender = unique_name("sessies")
+    first = [ActionExecuted(ACTION_SESSION_START_NAME, timestamp=1.0), SessionStarted(timestamp=1.0),
+             UserUttered("hallo", timestamp=2.0), BotUttered("Hoi!", timestamp=3.0)]
+    second = [ActionExecuted(ACTION_SESSION_START_NAME, timestamp=10.0), SessionStarted(timestamp=10.0),
+              UserUttered("nog een vraag", timestamp=11.0), BotUttered("Graag.", timestamp=12.0)]
+    try:
+        asyncio.run(store.save(DialogueStateTracker.from_events(sender, first, slots=DOMAIN.slots)))
+        asyncio.run(store.save(DialogueStateTracker.from_events(sender, first + second, slots=DOMAIN.slots)))
+        with store.session_scope() as session:
+            for everything in (False, True):
+                ours = [row.id for row in store._event_query(session, sender, everything).all()]
+                rasas = [row.id for row in SQLTrackerStore._event_query(store, session, sender, everything).all()]
+                assert ours == rasas and ours == sorted(ours)
+                assert len(ours) == (8 if everything else 4)
+            query = store._event_query(session, sender, False).statement.compile(
+                dialect=store.engine.dialect, compile_kwargs={"literal_binds": True})
+            plan = [line for (line,) in session.execute(sa.text(f"EXPLAIN ANALYZE {query}"))]
+        assert any("InitPlan" in line for line in plan), plan
+        assert not any("loops=" in line and "Aggregate" in line and "loops=1)" not in line for line in plan), plan
+        assert [e.text for e in asyncio.run(store.retrieve(sender)).events if isinstance(e, UserUttered)] == ["nog een vraag"]
+        full = asyncio.run(store.retrieve_full_tracker(sender))
+        assert [e.text for e in full.events if isinstance(e, UserUttered)] == ["hallo", "nog een vraag"]
+    finally:
+        store.engine.dispose()
