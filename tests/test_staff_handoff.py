@@ -12,7 +12,7 @@ from aiohttp import web
 from bot.replies import reply
 from bot.channels.matrix import registration_yaml
 from bot.staff.handoff import transcript
-from bot.staff.mirror import HandOffMirror
+from bot.staff.mirror import HandOffMirror, concerns_hand_offs, mirror_text
 from bot.staff.outbox import Outbox
 from bot.staff.notifiers import (
     MatrixNotifier, MatrixSettings, SlackNotifier, TelegramNotifier, staff_notifier_from_env,
@@ -156,6 +156,26 @@ async def test_mirror_follows_the_hand_off_slot():
     mirror.publish({"sender_id": "a", "event": "user", "text": "erna"})
     await mirror.close()
     assert notifier.posts == ["[a] bezoeker: tijdens"]
+
+
+OTHER_EVENTS = [
+    {"sender_id": "a", "event": "action", "name": "action_listen"},
+    {"sender_id": "a", "event": "bot", "text": "Bewegen helpt."},
+    {"sender_id": "a", "event": "slot", "name": "escalation_level", "value": "urgent"},
+    {"sender_id": "a", "event": "session_started"},
+    {"sender_id": "a", "event": "user_featurization", "use_text_for_featurization": False},
+]
+
+
+@pytest.mark.parametrize("event", OTHER_EVENTS)
+def test_the_consumer_skips_only_events_the_mirror_ignores(event):
+    """bot/staff/consumer.py acknowledges events `concerns_hand_offs` rejects without the mirror:
+    for those, the mirror returns nothing and leaves the open hand-offs as they were."""
+    open_handoffs = {"a"}
+    assert not concerns_hand_offs(event)
+    assert mirror_text(event, open_handoffs) is None and open_handoffs == {"a"}
+    assert concerns_hand_offs({"sender_id": "a", "event": "user", "text": "hallo"})
+    assert concerns_hand_offs({"sender_id": "a", "event": "slot", "name": "handoff_active", "value": None})
 
 
 def test_reply_fallback_is_dropped():

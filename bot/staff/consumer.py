@@ -32,7 +32,7 @@ import aio_pika
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from bot.staff.mirror import mirror_text
+from bot.staff.mirror import concerns_hand_offs, mirror_text
 from bot.staff.notifiers import staff_notifier_from_env
 from bot.staff.outbox import OPEN_HANDOFFS, SharedOutbox, StaffOutbox, outbox_for
 from bot.stores.backends import EVENT_BROKER_SECTION, endpoints_config
@@ -145,7 +145,8 @@ async def consume(endpoints_file: Path, deliver: bool = True, stop: Optional[asy
                     logger.error("Dropping a broker message that is not JSON (%d bytes)", len(message.body))
                     await message.reject(requeue=False)
                     return
-                await write_until_stored(event, outbox, open_handoffs)
+                if concerns_hand_offs(event):  # the rest is acknowledged without a database round trip
+                    await write_until_stored(event, outbox, open_handoffs)
                 await message.ack()
 
         tag = await queue.consume(on_message, no_ack=False)

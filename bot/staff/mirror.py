@@ -25,6 +25,13 @@ from bot.staff.notifiers import StaffNotifier, staff_notifier_from_env
 logger = logging.getLogger(__name__)
 
 
+def concerns_hand_offs(event: Dict[Text, Any]) -> bool:
+    """Whether `mirror_text` may act on the event (the hand-off slot or a visitor's message): the
+    other events (actions, bot messages, other slots: most of a turn's) need no look-up at all."""
+    kind = event.get("event")
+    return kind == "user" or (kind == "slot" and event.get("name") == HANDOFF_SLOT)
+
+
 def mirror_text(event: Dict[Text, Any], open_handoffs: MutableSet[str]) -> Optional[str]:
     """Follows one Rasa event (as a broker gets it: the event's dict with `sender_id`): the slot
     `handoff_active` opens or closes the conversation's hand-off in `open_handoffs`; a visitor's
