@@ -33,6 +33,7 @@ from bot.web.app import page_origins
 ROOT = paths.ROOT
 RASA_MODEL = paths.RASA_MODEL
 WEBCHAT_CHANNEL = "bot.channels.webchat.WebchatInput"  # its section in credentials.yml
+RASA_SERVER_MODULE = "bot.rasa_server"  # `rasa` without torch in the process (bot/rasa_server.py)
 # Every server binds this address unless HOST says otherwise (README "What is exposed").
 DEFAULT_HOST = "127.0.0.1"
 STOP_TIMEOUT_S = 8.0
@@ -226,10 +227,10 @@ def rasa_command(
     port: int, endpoints: Path, credentials: Path, api_token: str, host: str,
     model: Path = RASA_MODEL, origins: Sequence[str] = (),
 ) -> List[str]:
-    """`rasa run` as every Rasa server of this project runs: HTTP API behind the token, CORS for
-    the page origins."""
+    """`rasa run` as every Rasa server of this project runs (through bot/rasa_server.py: no torch in
+    the process): HTTP API behind the token, CORS for the page origins."""
     return [
-        str(Path(sys.executable).parent / "rasa"), "run", "--enable-api", "--auth-token", api_token,
+        sys.executable, "-m", RASA_SERVER_MODULE, "run", "--enable-api", "--auth-token", api_token,
         "--interface", host, "--model", str(model),
         "--port", str(port), "--endpoints", str(endpoints),
         "--credentials", str(credentials), *(["--cors", *origins] if origins else []),

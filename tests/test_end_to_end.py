@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 import requests
@@ -105,6 +106,14 @@ def test_malformed_json_is_refused_cleanly(stack, body):
     assert response.status_code < 500
     texts = Conversation(stack.rest_url).texts("Wat is het verschil tussen acute en chronische rugpijn?")
     assert citation_of(texts) == "Verschil tussen acute en chronische rugpijn"
+
+
+def test_the_rasa_server_runs_without_torch(stack, conversation):
+    """bot/rasa_server.py: the embeddings run in onnxruntime, so torch's library is never loaded
+    into the Rasa server (about 540 MB of memory each); the server answers from the article."""
+    assert citation_of(conversation.texts("welke oefeningen helpen tegen rugpijn?"))
+    mapped = Path(f"/proc/{stack.service('rasa').process.pid}/maps").read_text()
+    assert "libtorch" not in mapped and "onnxruntime" in mapped
 
 
 def test_conversations_are_stored_in_sqlite(stack, conversation):

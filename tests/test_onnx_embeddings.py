@@ -22,8 +22,8 @@ from typing import Callable, List
 import numpy as np
 import pytest
 
-from bot.embeddings.model import encode_queries
-from bot.embeddings.onnx_model import ONNX_FILE, OnnxSentenceEncoder, export_onnx, load_onnx_encoder
+from bot.embeddings.model import encode_passages, encode_queries
+from bot.embeddings.onnx_model import ONNX_FILE, OnnxSentenceEncoder, encoder_fingerprint, export_onnx, load_onnx_encoder
 from embedding_fixtures import embedding_model_dir, read_sentences, sentence_model  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,6 +135,16 @@ def test_matches_sentence_transformers(encoder, sentence_model):  # noqa: F811
     assert similarity.min() >= MIN_COSINE, f"{texts[worst]!r}: cosine {similarity[worst]:.6f}"
 
 
+def test_passages_match_sentence_transformers(encoder, sentence_model, embedding_model_dir):  # noqa: F811
+    """The article's paragraphs are indexed with the "passage" prompt (KnowledgeBaseSearch)."""
+    settings = json.loads((Path(embedding_model_dir) / "config_sentence_transformers.json").read_text())
+    assert encoder.passage_prompt == settings["prompts"]["passage"] == "passage: "
+    texts = TEXTS + read_sentences()
+    similarity = cosines(encoder.encode_passages(texts), encode_passages(sentence_model, texts))
+    assert similarity.min() >= MIN_COSINE
+    assert cosines(encoder.encode_passages(texts[:3]), encoder.encode_queries(texts[:3])).max() < 0.9999  # another prompt
+
+
 def test_shape_dtype_and_norm(encoder):
     vectors = encoder.encode_queries(TEXTS)
     assert vectors.shape == (len(TEXTS), encoder.dimension) == (len(TEXTS), 384)
@@ -209,3 +219,20 @@ def test_timing_single_short_sentence(encoder, sentence_model):  # noqa: F811
     onnx_ms = median_ms(lambda: encoder.encode_queries(text))
     print(f"\n[onnx] one short sentence, 1 thread, median of 50: sentence-transformers {torch_ms:.1f} ms, "
           f"onnxruntime {onnx_ms:.1f} ms ({torch_ms / onnx_ms:.1f}x)")
+
+
+def test_the_training_fingerprint_follows_the_graphs_content_not_its_time(tmp_path):
+    """Rasa's training cache keys the encoding components on `encoder_fingerprint`: a graph
+    exported again with the same bytes (or touched by make) keeps it, other bytes change it, no
+    graph means sentence-transformers."""
+    (tmp_path / "config.json").write_text("{}")
+    os.utime(tmp_path / "config.json", (1_000_000, 1_000_000))
+    assert encoder_fingerprint(tmp_path) == "sentence-transformers"
+    graph = tmp_path / ONNX_FILE
+    graph.parent.mkdir()
+    graph.write_bytes(b"graph one")
+    first = encoder_fingerprint(tmp_path)
+    os.utime(graph, (2_000_000, 2_000_000))
+    assert encoder_fingerprint(tmp_path) == first != "sentence-transformers"
+    graph.write_bytes(b"graph two")
+    assert encoder_fingerprint(tmp_path) != first

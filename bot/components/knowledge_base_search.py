@@ -22,8 +22,8 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from bot.contract import ARTICLE_QUESTIONS, ARTICLE_SEARCH
-from bot.embeddings.model import DEFAULT_EMBEDDING_MODEL, encode_passages, load_sentence_transformer
-from bot.embeddings.onnx_model import query_encoder
+from bot.embeddings.model import DEFAULT_EMBEDDING_MODEL
+from bot.embeddings.onnx_model import passage_encoder, query_encoder
 from bot.knowledge_base import current_knowledge_base
 from bot.knowledge_base.questions import split_questions
 from bot.knowledge_base.search import PassageIndex, knowledge_base_fingerprint
@@ -69,8 +69,7 @@ class KnowledgeBaseSearch(GraphComponent):
 
     def _build_index(self) -> PassageIndex:
         knowledge_base = current_knowledge_base()
-        model = load_sentence_transformer(self._config["model"])
-        return PassageIndex.build(knowledge_base, lambda texts: encode_passages(model, texts))
+        return PassageIndex.build(knowledge_base, passage_encoder(self._config["model"]))
 
     def train(self, training_data: TrainingData) -> Resource:
         self._index = self._build_index()

@@ -18,25 +18,29 @@ What it computes: `OnnxSentenceEncoder.encode_queries(texts)` equals
 `bot.embeddings.model.encode_queries(load_sentence_transformer(...), texts)`: the model's "query"
 prompt prepended to each text, the folder's `tokenizer.json` with truncation to the model's max
 sequence length, mean pooling over the attention mask, L2 normalisation (cosine >= 0.9999 to the
-sentence-transformers vectors, see tests/test_onnx_embeddings.py). `load_onnx_encoder()` returns
-None when the ONNX file is missing, so callers can fall back to sentence-transformers.
+sentence-transformers vectors, see tests/test_onnx_embeddings.py); `encode_passages` the same with
+the "passage" prompt. `load_onnx_encoder()` returns None when the ONNX file is missing, so callers
+(`query_encoder`, `passage_encoder`) fall back to sentence-transformers.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
 import tempfile
 import threading
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
 from bot.embeddings.model import (
-    DEFAULT_EMBEDDING_MODEL, QUERY_PROMPT, encode_queries, load_sentence_transformer, resolve_model_name,
+    DEFAULT_EMBEDDING_MODEL, PASSAGE_PROMPT, QUERY_PROMPT, encode_passages, encode_queries, load_sentence_transformer,
+    resolve_model_name,
 )
 
 if TYPE_CHECKING:  # run-time imports stay inside the functions: numpy is the only eager one
@@ -189,11 +193,13 @@ class OnnxSentenceEncoder:
         query_prompt: str,
         max_seq_length: int,
         dimension: int,
+        passage_prompt: str = "",
     ) -> None:
         self.session = session
         self.tokenizer = tokenizer
         self.pad_id = pad_id
         self.query_prompt = query_prompt
+        self.passage_prompt = passage_prompt
         self.max_seq_length = max_seq_length
         self.dimension = dimension
         self._input_names = {node.name for node in session.get_inputs()}
@@ -214,7 +220,8 @@ class OnnxSentenceEncoder:
             raise ValueError(f"{folder}: only mean pooling over all tokens (prompt included) is supported")
 
         settings = _read_json(folder / "config_sentence_transformers.json")
-        prompt = (settings.get("prompts") or {}).get(QUERY_PROMPT) or ""  # as model._prompt: none when empty
+        prompts = settings.get("prompts") or {}
+        prompt = prompts.get(QUERY_PROMPT) or ""  # as model._prompt: none when empty
 
         # sentence-transformers caps the max_seq_length by the model's position embeddings.
         max_length = _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
@@ -240,11 +247,16 @@ class OnnxSentenceEncoder:
         session = _session(graph, threads=threads)
         shape = session.get_outputs()[0].shape
         dimension = shape[-1] if isinstance(shape[-1], int) else int(pooling.get("word_embedding_dimension") or 0)
-        return cls(session, tokenizer, int(pad_id), prompt, int(max_length), int(dimension))
+        return cls(session, tokenizer, int(pad_id), prompt, int(max_length), int(dimension),
+                   passage_prompt=prompts.get(PASSAGE_PROMPT) or "")
 
     def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """L2-normalised float32 embeddings `[len(texts), dim]` of questions ("query" prompt)."""
         return self._encode(texts, self.query_prompt, batch_size)
+
+    def encode_passages(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """L2-normalised float32 embeddings `[len(texts), dim]` of documents ("passage" prompt)."""
+        return self._encode(texts, self.passage_prompt, batch_size)
 
     def _encode(self, texts: Sequence[str], prompt: str, batch_size: int) -> np.ndarray:
         texts = [prompt + text for text in texts]
@@ -303,16 +315,27 @@ def load_onnx_encoder(model_dir: PathLike = DEFAULT_EMBEDDING_MODEL) -> Optional
         return encoder
 
 
+@lru_cache(maxsize=8)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """The file's content hash (remembered while its size and time stay the same)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def encoder_fingerprint(model_dir: PathLike = DEFAULT_EMBEDDING_MODEL) -> str:
-    """What `query_encoder(model_dir)` computes with: the exported graph (name, size, time), or
+    """What `query_encoder(model_dir)` computes with: the exported graph (its content hash), or
     sentence-transformers. Rasa's training cache keys the components that encode on it
-    (`fingerprint_addon`), so that a new graph retrains what was fitted on the old vectors."""
+    (`fingerprint_addon`), so that another graph retrains what was fitted on the old vectors, and
+    the same graph exported again (or merely touched by make) does not."""
     folder = Path(resolve_model_name(str(model_dir)))
     graph = folder / ONNX_FILE
     if not _is_current(folder, graph):
         return "sentence-transformers"
     stat = graph.stat()
-    return f"{graph.name}:{stat.st_size}:{stat.st_mtime_ns}"
+    return f"{graph.name}:{_file_digest(str(graph), stat.st_size, stat.st_mtime_ns)}"
 
 
 def query_encoder(model_dir: PathLike = DEFAULT_EMBEDDING_MODEL,
@@ -325,6 +348,23 @@ def query_encoder(model_dir: PathLike = DEFAULT_EMBEDDING_MODEL,
         return lambda texts: encoder.encode_queries(texts, batch_size=batch_size)
     model = load_sentence_transformer(str(model_dir))
     return lambda texts: encode_queries(model, texts, batch_size=batch_size)
+
+
+def passage_encoder(model_dir: PathLike = DEFAULT_EMBEDDING_MODEL,
+                    batch_size: int = 32) -> Callable[[Sequence[str]], np.ndarray]:
+    """`query_encoder` for documents (the "passage" prompt): onnxruntime when the model is exported."""
+    encoder = load_onnx_encoder(model_dir)
+    if encoder is not None:
+        return lambda texts: encoder.encode_passages(texts, batch_size=batch_size)
+    model = load_sentence_transformer(str(model_dir))
+    return lambda texts: encode_passages(model, texts, batch_size=batch_size)
+
+
+def serves_without_torch(model_dir: PathLike = DEFAULT_EMBEDDING_MODEL) -> bool:
+    """Whether every encoder of `model_dir` runs in onnxruntime (its graph is exported and current),
+    so that a serving process needs no torch."""
+    folder = Path(resolve_model_name(str(model_dir)))
+    return _is_current(folder, folder / ONNX_FILE)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
