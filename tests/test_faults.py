@@ -3,7 +3,8 @@
 - Redis restarted under a load of lock acquire/release (bot/stores/lock_store.py): a redis-server
   of this test's own, killed and started again; the errors are counted and must stop within seconds.
 - PostgreSQL unreachable for 10 s (a TCP proxy between the Rasa server and PostgreSQL, cut): the
-  visitor gets 503 and sends again; every message that got a reply is stored exactly once.
+  visitor gets 503 and sends again; every message that got a reply is stored exactly once. Through
+  the widget (socket.io), which has no status code, the visitor is told to send it again.
 - RabbitMQ unreachable (a TCP proxy in front of it, cut), then the staff consumer down: the
   mirrored messages of an open hand-off reach the staff webhook (a local HTTP server) each once.
 
@@ -26,6 +27,7 @@ import aio_pika
 import psycopg2
 import pytest
 import requests
+from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 from rasa.core.lock_store import LockError
 from rasa.core.tracker_store import FailSafeTrackerStore, InMemoryTrackerStore
 from rasa.shared.core.domain import Domain
@@ -33,6 +35,8 @@ from rasa.shared.core.events import UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from bot import rasa_patches
+from bot.channels.store_unavailable import told_when_unavailable
+from bot.replies import reply
 from bot.stack import ROOT, Stack, running_stack, server_environment
 from bot.stores.lock_store import AtomicRedisLockStore
 from bot.stores.tracker_store import TrackerStoreUnavailable
@@ -40,6 +44,7 @@ from fault_tools import (
     POSTGRES, RABBITMQ_PORT, RedisServer, TcpProxy, WebhookRecorder, postgres_database,
     tracker_store_section, unique_name,
 )
+from test_webchat_sessions import Visitor
 
 LOGS = ROOT / "tests" / "artifacts" / "logs" / "faults"  # this module's servers only
 
@@ -53,6 +58,7 @@ RECOVERY_BOUND_S = 3.0
 CUT_S = 10.0
 RETRY_FOR_S = 45.0  # how long a client keeps sending one message again on 503
 QUESTION = "Welke oefeningen helpen tegen rugpijn?"
+BRON = "Bron:"
 
 # RabbitMQ cut
 MIRROR_WAIT_S = 60.0
@@ -246,6 +252,31 @@ def test_postgres_unreachable_for_10_s_loses_no_message(cluster):
     assert set(stored) == {sent.sender for sent in replied}  # nothing stored that got no reply
 
 
+def test_postgres_unreachable_a_widget_visitor_is_told_to_send_again(cluster):
+    """bot/channels/store_unavailable.py through the real socket.io channel: while the database is
+    cut off the widget gets the request to send the message again (not silence); once it is back,
+    the same message is answered and stored once."""
+    visitor = Visitor(cluster.stack.url).connect()
+    try:
+        conversation = visitor.request_session()["session_id"]
+        cluster.pg_proxy.cut()
+        try:
+            during = visitor.ask(QUESTION, conversation)
+        finally:
+            cluster.pg_proxy.restore()
+        assert during == [reply("store_unavailable")]
+        for _ in range(3):  # the first message after the cut may still meet a dropped connection
+            after = visitor.ask(QUESTION, conversation)
+            if after != during:
+                break
+            time.sleep(1)
+        assert any(BRON in text for text in after), after
+        stored = cluster.query("SELECT COUNT(*) FROM events WHERE type_name = 'user' AND sender_id = %s", conversation)
+        assert stored == [(1,)]
+    finally:
+        visitor.disconnect()
+
+
 def wait_for(condition, timeout: float, poll_s: float = 0.2) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -337,3 +368,24 @@ def test_fail_safe_store_lets_an_unreachable_database_through_and_handles_the_re
     asyncio.run(other.save(tracker))
     assert asyncio.run(other.fallback_tracker_store.retrieve("gesprek")) is not None
     assert asyncio.run(other.retrieve("gesprek")) is None
+
+
+async def test_a_turn_that_could_not_be_stored_asks_the_sender_to_send_again():
+    """bot/channels/store_unavailable.py (the widget's and the staff room's `on_new_message`): the
+    sender gets the request on the message's own output channel; any other error is raised as before."""
+
+    async def unreachable(message: UserMessage) -> None:
+        raise TrackerStoreUnavailable("OperationalError")
+
+    async def broken(message: UserMessage) -> None:
+        raise ValueError("iets anders")
+
+    async def answered(message: UserMessage) -> str:
+        return "verwerkt"
+
+    output = CollectingOutputChannel()
+    assert await told_when_unavailable(unreachable)(UserMessage("hallo", output, "bezoeker")) is None
+    assert [(sent["recipient_id"], sent["text"]) for sent in output.messages] == [("bezoeker", reply("store_unavailable"))]
+    with pytest.raises(ValueError):
+        await told_when_unavailable(broken)(UserMessage("hallo", CollectingOutputChannel(), "bezoeker"))
+    assert await told_when_unavailable(answered)(UserMessage("hallo", CollectingOutputChannel(), "bezoeker")) == "verwerkt"

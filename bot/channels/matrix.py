@@ -33,6 +33,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot import paths
+from bot.channels.store_unavailable import told_when_unavailable
 from bot.contract import HANDOFF_SLOT, STAFF_USER
 from bot.privacy import retention
 from bot.replies import reply
@@ -195,6 +196,7 @@ class MatrixInput(InputChannel):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         matrix = Blueprint("matrix_webhook", __name__)
+        on_new_message = told_when_unavailable(on_new_message)  # the staff room hears it, not just the log
 
         @matrix.route("/", methods=["GET"])
         async def health(_: Request) -> HTTPResponse:

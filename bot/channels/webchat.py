@@ -50,6 +50,7 @@ from sanic import Blueprint
 
 from bot.channels.rest import MAX_MESSAGE_CHARS
 from bot.channels.session_keys import SessionSigner, load_session_key, new_conversation_id
+from bot.channels.store_unavailable import told_when_unavailable
 from bot.channels.visitor_text import visitor_text
 
 logger = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class WebchatInput(SocketIOInput):
         self.conversations: Dict[str, str] = {}  # socket id -> the conversation it was given
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        socketio_webhook = super().blueprint(on_new_message)
+        socketio_webhook = super().blueprint(told_when_unavailable(on_new_message))
         sio = self.sio
         assert sio is not None
         if self.redis_url:
