@@ -236,3 +236,28 @@ def test_the_training_fingerprint_follows_the_graphs_content_not_its_time(tmp_pa
     assert encoder_fingerprint(tmp_path) == first != "sentence-transformers"
     graph.write_bytes(b"graph two")
     assert encoder_fingerprint(tmp_path) != first
+
+
+def test_rasa_servers_keep_torch_out_only_when_every_embedding_model_runs_in_onnxruntime(tmp_path):
+    """bot/rasa_server.py: with the project's config.yml (its models exported by `make build`) torch
+    is marked absent, so spaCy's thinc runs without it; with a model that has no graph (a hub name)
+    torch stays available for sentence-transformers."""
+    hub_config = tmp_path / "config.yml"
+    hub_config.write_text("pipeline:\n  - name: bot.components.sentence_embedding_featurizer.SentenceEmbeddingFeaturizer\n"
+                          "    model: intfloat/multilingual-e5-small\n  - name: SpacyNLP\n    model: models/spacy-nl\n")
+    script = textwrap.dedent(
+        f"""
+        import json
+        from pathlib import Path
+        from bot.rasa_server import embedding_models, keep_torch_out
+        hub = embedding_models(Path({str(hub_config)!r}))
+        kept_for_hub = keep_torch_out(hub)
+        kept_for_ours = keep_torch_out(embedding_models())
+        import thinc.compat
+        print(json.dumps([hub, kept_for_hub, kept_for_ours, thinc.compat.has_torch]))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [["intfloat/multilingual-e5-small"], False, True, False]
