@@ -315,6 +315,13 @@ def load_onnx_encoder(model_dir: PathLike = DEFAULT_EMBEDDING_MODEL) -> Optional
         return encoder
 
 
+def current_graph(model_dir: PathLike = DEFAULT_EMBEDDING_MODEL) -> Optional[Path]:
+    """The exported graph of `model_dir` when it exists and is not older than the weights, else None."""
+    folder = Path(resolve_model_name(str(model_dir)))
+    graph = folder / ONNX_FILE
+    return graph if _is_current(folder, graph) else None
+
+
 @lru_cache(maxsize=8)
 def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     """The file's content hash (remembered while its size and time stay the same)."""
@@ -330,9 +337,8 @@ def encoder_fingerprint(model_dir: PathLike = DEFAULT_EMBEDDING_MODEL) -> str:
     sentence-transformers. Rasa's training cache keys the components that encode on it
     (`fingerprint_addon`), so that another graph retrains what was fitted on the old vectors, and
     the same graph exported again (or merely touched by make) does not."""
-    folder = Path(resolve_model_name(str(model_dir)))
-    graph = folder / ONNX_FILE
-    if not _is_current(folder, graph):
+    graph = current_graph(model_dir)
+    if graph is None:
         return "sentence-transformers"
     stat = graph.stat()
     return f"{graph.name}:{_file_digest(str(graph), stat.st_size, stat.st_mtime_ns)}"
@@ -363,8 +369,7 @@ def passage_encoder(model_dir: PathLike = DEFAULT_EMBEDDING_MODEL,
 def serves_without_torch(model_dir: PathLike = DEFAULT_EMBEDDING_MODEL) -> bool:
     """Whether every encoder of `model_dir` runs in onnxruntime (its graph is exported and current),
     so that a serving process needs no torch."""
-    folder = Path(resolve_model_name(str(model_dir)))
-    return _is_current(folder, folder / ONNX_FILE)
+    return current_graph(model_dir) is not None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
