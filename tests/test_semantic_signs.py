@@ -2,21 +2,33 @@
 that combines it with the patterns (bot/escalation/layers.py)."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
+from rasa.engine.graph import ExecutionContext, GraphSchema
+from rasa.engine.storage.local_model_storage import LocalModelStorage
+from rasa.engine.storage.resource import Resource
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from bot.components import semantic_sign_recognizer
+from bot.components.semantic_sign_recognizer import SemanticSignRecognizer
 from bot.escalation.layers import PATTERNS, SEMANTIC, combine_layers, semantic_blocked
 from bot.escalation.semantic import (
     SemanticFinding,
     SemanticSignModel,
+    NONE_CLASS,
+    load_ordinary_questions,
     load_paraphrases,
     judge,
     semantic_settings,
     strongest,
     texts_to_judge,
+    training_examples,
     training_files_fingerprint,
 )
-from bot.levels import LEVELS
+from bot.levels import LEVELS, NONE
 
 THRESHOLDS = {"urgent_112": 0.45, "urgent_now": 0.45, "soon": 0.65}
 
@@ -160,3 +172,36 @@ def test_the_strongest_finding_wins(toy_model):
 def test_a_level_without_a_part_threshold_is_not_judged_on_parts(toy_model):
     assert toy_model.recognise(np.array([0, 1.0, 0]), thresholds={"urgent_now": 0.6, "urgent_112": 0.6}) is None
     assert toy_model.recognise(np.array([0, 0, 1.0]), thresholds={"urgent_now": 0.6, "urgent_112": 0.6}).level == "urgent_now"
+
+
+def _text_vectors(texts):
+    """A stand-in encoder: a fixed pseudo-random 16-d vector per text (the test is about which data
+    the layer learns from, not about meaning)."""
+    seeds = [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=4).digest(), "big") for t in texts]
+    return np.vstack([np.random.default_rng(seed).standard_normal(16) for seed in seeds])
+
+
+def test_the_layer_learns_none_from_its_frozen_ordinary_questions():
+    texts, classes, level_of = training_examples()
+    ordinary = load_ordinary_questions()
+    assert len(ordinary) >= 500 and len(set(ordinary)) == len(ordinary)
+    assert texts[-len(ordinary):] == ordinary and set(classes[-len(ordinary):]) == {NONE_CLASS}
+    assert texts[:-len(ordinary)] == [p.text for p in load_paraphrases()]
+    assert level_of[NONE_CLASS] == NONE and set(classes) == set(level_of)
+
+
+def test_article_questions_in_the_training_data_do_not_move_the_layer(tmp_path, monkeypatch):
+    """More (or fewer) NLU examples leave the trained layer exactly as it was."""
+    monkeypatch.setattr(semantic_sign_recognizer, "query_encoder", lambda model: _text_vectors)
+    storage, context = LocalModelStorage(tmp_path), ExecutionContext(GraphSchema({}), "semantic_test")
+    config = SemanticSignRecognizer.get_default_config()
+    more = TrainingData([Message(data={"text": f"vraag {i} over oefeningen", "intent": "faq_best_exercises"})
+                         for i in range(50)])
+    trained = []
+    for name, data in [("without", TrainingData()), ("with", more)]:
+        SemanticSignRecognizer.create(config, storage, Resource(name), context).train(data)
+        trained.append(SemanticSignRecognizer.load(config, storage, Resource(name), context)._model)
+    without, with_more = trained
+    assert without.classes == with_more.classes and NONE_CLASS in without.classes
+    np.testing.assert_array_equal(without.coef, with_more.coef)
+    np.testing.assert_array_equal(without.intercept, with_more.intercept)

@@ -7,8 +7,9 @@ both layers (bot/escalation/layers.py):
       model: models/multilingual-e5-small      # the model that encodes the paraphrase banks
       featurizer: sentence_embeddings           # whose sentence vector it reads at run time
 
-Training: the paraphrase banks (encoded with `model`) and, as class `none`, the NLU training
-examples of every intent but the warning-sign intent (their vectors come from the featurizer).
+Training: the paraphrase banks and, as class `none`, the frozen ordinary questions of
+bot/escalation/ordinary_questions.yml (both encoded with `model`), never Rasa's NLU training data:
+questions added for the article do not move this safety layer.
 At run time it reads the message's sentence vector (no second forward pass for the message
 itself); when the message's normalised form differs (run-together words split, chat spellings
 written out) or it has several sentences, those are encoded in one batch and judged too. It adds
@@ -28,17 +29,16 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from bot.components.sentence_embedding_featurizer import SentenceEmbeddingFeaturizer
-from bot.contract import REPORT_WARNING_SIGN, SEMANTIC_SIGNS, TEXT
+from bot.contract import SEMANTIC_SIGNS, TEXT
 from bot.embeddings.model import DEFAULT_EMBEDDING_MODEL
 from bot.embeddings.onnx_model import encoder_fingerprint, query_encoder
 from bot.escalation.segment import robust_text
 from bot.escalation.semantic import (
-    NONE_CLASS,
     SemanticFinding,
     SemanticSignModel,
-    load_paraphrases,
-    semantic_settings,
     judge,
+    semantic_settings,
+    training_examples,
     training_files_fingerprint,
 )
 
@@ -88,18 +88,11 @@ class SemanticSignRecognizer(GraphComponent):
             return cls(config, model_storage, resource, SemanticSignModel.load(directory))
 
     def train(self, training_data: TrainingData) -> Resource:
-        paraphrases = load_paraphrases()
-        vectors = [query_encoder(self._config[MODEL_KEY])([p.text for p in paraphrases])]
-        classes = [p.class_id for p in paraphrases]
-        ordinary = [self._vector(m) for m in training_data.intent_examples if m.get("intent") != REPORT_WARNING_SIGN]
-        ordinary = [v for v in ordinary if v is not None]
-        if ordinary:
-            vectors.append(np.vstack(ordinary))
-            classes += [NONE_CLASS] * len(ordinary)
-        level_of = {p.class_id: p.level for p in paraphrases}
-        level_of.setdefault(NONE_CLASS, "none")
+        """Fits on the banks and the frozen ordinary questions (bot/escalation/), not on
+        `training_data`: questions added for the article must not move a safety classifier."""
+        texts, classes, level_of = training_examples()
         settings = semantic_settings()
-        self._model = SemanticSignModel.fit(np.vstack(vectors), classes, level_of,
+        self._model = SemanticSignModel.fit(query_encoder(self._config[MODEL_KEY])(texts), classes, level_of,
                                             settings["regularisation"], settings["thresholds"])
         with self._model_storage.write_to(self._resource) as directory:
             self._model.save(directory)

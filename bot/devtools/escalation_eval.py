@@ -9,7 +9,6 @@ running stack.
 """
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,40 +17,21 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import yaml
 
-from bot import paths
-from bot.contract import REPORT_WARNING_SIGN
 from bot.embeddings.model import DEFAULT_EMBEDDING_MODEL, encode_queries, load_sentence_transformer
 from bot.escalation.detector import get_detector
 from bot.escalation.layers import combine_layers
 from bot.components.semantic_sign_recognizer import MIN_SENTENCE_CHARS_KEY, SemanticSignRecognizer
 from bot.escalation.segment import robust_text
-from bot.escalation.semantic import NONE_CLASS, SemanticSignModel, judge, load_paraphrases, semantic_settings
+from bot.escalation.semantic import SemanticSignModel, judge, semantic_settings, training_examples
 from bot.levels import NONE, URGENT_LEVELS, level_rank
-
-EXAMPLE_LINE = re.compile(r"^\s*-\s+(.*)$")
-ENTITY = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-
-
-def ordinary_questions() -> List[str]:
-    """The NLU training examples of every intent but the warning-sign intent (class none)."""
-    texts: List[str] = []
-    for path in sorted(paths.NLU_DATA_DIR.glob("*.yml")):
-        for block in yaml.safe_load(path.read_text(encoding="utf-8")).get("nlu") or []:
-            if block.get("intent") and block["intent"] != REPORT_WARNING_SIGN:
-                texts += [ENTITY.sub(r"\1", m.group(1)).strip() for m in map(EXAMPLE_LINE.match, block["examples"].splitlines()) if m]
-    return texts
 
 
 def fit_semantic_model(encoder: Any = None) -> SemanticSignModel:
     """The semantic model as the component trains it (same data, same settings)."""
     encoder = encoder or load_sentence_transformer(DEFAULT_EMBEDDING_MODEL)
-    paraphrases = load_paraphrases()
-    ordinary = ordinary_questions()
-    vectors = encode_queries(encoder, [p.text for p in paraphrases] + ordinary)
-    classes = [p.class_id for p in paraphrases] + [NONE_CLASS] * len(ordinary)
-    level_of = {p.class_id: p.level for p in paraphrases} | {NONE_CLASS: NONE}
+    texts, classes, level_of = training_examples()
     settings = semantic_settings()
-    return SemanticSignModel.fit(vectors, classes, level_of, settings["regularisation"],
+    return SemanticSignModel.fit(encode_queries(encoder, texts), classes, level_of, settings["regularisation"],
                                  settings["thresholds"])
 
 

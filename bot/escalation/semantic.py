@@ -27,6 +27,8 @@ from bot.levels import LEVELS, NONE, level_rank
 
 PARAPHRASES_DIR = paths.BOT_DIR / "escalation" / "paraphrases"
 SETTINGS = paths.BOT_DIR / "escalation" / "semantic_settings.yml"
+# Class `none` besides the hard negatives: ordinary messages, frozen (the file says why).
+ORDINARY_QUESTIONS = paths.BOT_DIR / "escalation" / "ordinary_questions.yml"
 NONE_CLASS = "none"
 ARRAYS_FILE = "semantic_signs.npz"
 META_FILE = "semantic_signs.json"
@@ -92,10 +94,29 @@ def load_paraphrases(directory: Path = PARAPHRASES_DIR) -> List[Paraphrase]:
     return examples
 
 
-def training_files_fingerprint(directory: Path = PARAPHRASES_DIR, settings: Path = SETTINGS) -> str:
-    """A digest of the banks and the settings: a trained model is stale when it changes."""
+def load_ordinary_questions(path: Path = ORDINARY_QUESTIONS) -> List[str]:
+    """The ordinary messages the layer learns as class `none` (besides the hard negatives)."""
+    return [str(text) for text in yaml.safe_load(Path(path).read_text(encoding="utf-8"))["questions"]]
+
+
+def training_examples() -> Tuple[List[str], List[str], Dict[str, str]]:
+    """What the layer learns from: the texts (every bank example, then the ordinary questions), their
+    classes (`none` for the ordinary questions) and the level of each class."""
+    paraphrases = load_paraphrases()
+    ordinary = load_ordinary_questions()
+    texts = [p.text for p in paraphrases] + ordinary
+    classes = [p.class_id for p in paraphrases] + [NONE_CLASS] * len(ordinary)
+    level_of = {p.class_id: p.level for p in paraphrases}
+    level_of.setdefault(NONE_CLASS, NONE)
+    return texts, classes, level_of
+
+
+def training_files_fingerprint(directory: Path = PARAPHRASES_DIR, settings: Path = SETTINGS,
+                               ordinary: Path = ORDINARY_QUESTIONS) -> str:
+    """A digest of the banks, the ordinary questions and the settings: a trained model is stale
+    when one changes."""
     digest = hashlib.sha256()
-    for path in [*sorted(Path(directory).glob("*.yml")), Path(settings)]:
+    for path in [*sorted(Path(directory).glob("*.yml")), Path(ordinary), Path(settings)]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
