@@ -20,6 +20,9 @@ another replica never seen): the visitor gets a reply whose turn is not stored. 
 `TrackerStoreUnavailable` (the database cannot be reached) its error handlers raise instead, so
 the message fails as a whole and the REST channel answers 503 (bot/channels/rest.py). Any other
 error is handled as Rasa does.
+
+Rasa's structured logs carry visitor text (a failed RabbitMQ publish logs the whole user event at
+ERROR): bot/privacy/log_privacy.py withholds it.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from rasa.shared.core.events import Event
 from rasa.shared.constants import DOCS_BASE_URL
 
 from bot.action_guard import guarded
+from bot.privacy import log_privacy
 from bot.stores.tracker_store import TrackerStoreUnavailable
 
 
@@ -94,3 +98,4 @@ def apply() -> None:
     RemoteAction.run = guarded(_original_run)
     FailSafeTrackerStore.on_tracker_store_error = unavailable_raises(_original_on_error)
     FailSafeTrackerStore.on_tracker_store_retrieve_error = unavailable_raises(_original_on_retrieve_error)
+    log_privacy.install()
