@@ -7,8 +7,8 @@ from bot.devtools.evaluation import answered_item, load_dev_set, load_second_dev
 from bot.knowledge_base import load_knowledge_base
 from conftest import ARTIFACTS, Conversation
 
-MIN_ARTICLE_ACCURACY = 0.90
-MIN_OTHER_ACCURACY = 0.80
+MIN_ARTICLE_ACCURACY = 0.93
+MIN_OTHER_ACCURACY = 0.90
 
 
 def test_dev_set_top1_through_rest(stack):
@@ -39,8 +39,8 @@ def test_dev_set_top1_through_rest(stack):
 
 # The second dev set (130 questions, 30 follow-up conversations; article-only author, never edited):
 # floors just under what the assistant scores now (README "Accuracy"); the goal is 97 %.
-MIN_SECOND_SET_QUESTIONS = 0.82
-MIN_SECOND_SET_CONVERSATIONS = 0.73
+MIN_SECOND_SET_QUESTIONS = 0.83
+MIN_SECOND_SET_CONVERSATIONS = 0.80
 
 
 def test_second_dev_set_through_rest(stack):
