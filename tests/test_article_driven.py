@@ -7,8 +7,14 @@ import re
 from pathlib import Path
 
 import pytest
+from rasa.engine.graph import ExecutionContext, GraphSchema
+from rasa.engine.storage.local_model_storage import LocalModelStorage
+from rasa.engine.storage.resource import Resource
+from rasa.nlu.classifiers.fallback_classifier import FallbackClassifier
+from rasa.shared.nlu.training_data.message import Message
 
 from bot import paths
+from bot.components.article_item_resolver import resolved_ranking
 from bot.knowledge_base import build_knowledge_base, load_article, load_knowledge_base
 from bot.knowledge_base.rasa_files import article_rasa_files, written_examples
 from bot.stack import running_stack
@@ -88,3 +94,27 @@ def test_an_item_without_written_questions_is_found_and_cited(extra_section_stac
 def test_the_other_items_are_answered_as_before_with_the_fixture_article(extra_section_stack):
     texts = Conversation(extra_section_stack.rest_url).texts("Wat zijn de beste oefeningen voor rugpijn?")
     assert citation_of(texts) == "Veelgestelde vragen – Wat zijn de beste oefeningen voor rugpijn?"
+
+
+def test_the_resolved_item_leads_the_ranking_so_the_classifiers_doubt_is_no_ambiguity(tmp_path):
+    """DIET torn between two trained items (0.45 / 0.43) while an untrained item's paragraph scores
+    0.9: with the classifier's ranking Rasa's FallbackClassifier (this config's thresholds) asks
+    "Bedoel je…?"; with the resolver's ranking it keeps the answer."""
+    classifier_ranking = [{"name": "section_selfcare", "confidence": 0.45},
+                          {"name": "section_treatment_and_selfcare", "confidence": 0.43},
+                          {"name": "faq_relieve_yourself", "confidence": 0.12}]
+    resolved = {"name": "section_selfcare", "confidence": 0.9}
+    ranking = resolved_ranking(resolved, classifier_ranking)
+    assert ranking == [resolved, classifier_ranking[1], classifier_ranking[2]]
+
+    fallback = FallbackClassifier.create({**FallbackClassifier.get_default_config(), "threshold": 0.4,
+                                          "ambiguity_threshold": 0.05},
+                                         LocalModelStorage(tmp_path), Resource("fallback"),
+                                         ExecutionContext(GraphSchema({}), "resolver_test"))
+    def intent_after_fallback(intent_ranking):
+        message = Message(data={"text": "kussen tussen mijn knieën?", "intent": dict(resolved),
+                                "intent_ranking": intent_ranking})
+        return fallback.process([message])[0].get("intent")["name"]
+
+    assert intent_after_fallback(classifier_ranking) == "nlu_fallback"
+    assert intent_after_fallback(ranking) == "section_selfcare"

@@ -96,6 +96,16 @@ class ArticleItemResolver(GraphComponent, IntentClassifier):
             route = self.route(message.get(INTENT_RANKING_KEY) or []) if item_id else None
             if item_id is None or route is None:
                 continue
-            message.set(INTENT, {INTENT_NAME_KEY: route, PREDICTED_CONFIDENCE_KEY: float(hits[0]["score"])}, add_to_output=True)
+            resolved = {INTENT_NAME_KEY: route, PREDICTED_CONFIDENCE_KEY: float(hits[0]["score"])}
+            message.set(INTENT, resolved, add_to_output=True)
+            message.set(INTENT_RANKING_KEY, resolved_ranking(resolved, message.get(INTENT_RANKING_KEY) or []),
+                        add_to_output=True)
             message.set(ARTICLE_ITEM, item_id, add_to_output=True)
         return messages
+
+
+def resolved_ranking(resolved: Dict[Text, Any], ranking: List[Dict[Text, Any]]) -> List[Dict[Text, Any]]:
+    """The classifier's ranking with the resolved intent first: the FallbackClassifier judges the
+    ambiguity of the top two, which must be the decision made here, not the classifier's doubt
+    between two trained items that the untrained item's paragraph overruled."""
+    return [dict(resolved)] + [entry for entry in ranking if entry.get(INTENT_NAME_KEY) != resolved[INTENT_NAME_KEY]]
