@@ -71,6 +71,17 @@ def warning_signs(parse_data: Mapping[str, Any]) -> Dict[str, Any]:
     return dict(parse_data.get(WARNING_SIGNS) or {})
 
 
+# What the actions read from the user messages *before* the latest one (earlier_warning_signs, the
+# staff transcript): Rasa sends the action server the whole tracker, and the rest of each earlier
+# message's parse data (rankings, search hits) is most of its size (bot/rasa_patches.py trims it).
+EARLIER_MESSAGE_KEYS = (TEXT, INTENT, WARNING_SIGNS, ORIGINAL_INTENT)
+
+
+def earlier_message_parse_data(parse_data: Mapping[str, Any]) -> Dict[str, Any]:
+    """The part of an earlier user message's parse data that actions read (EARLIER_MESSAGE_KEYS)."""
+    return {key: parse_data[key] for key in EARLIER_MESSAGE_KEYS if key in parse_data}
+
+
 # -- readers of a tracker (Rasa's tracker JSON: {"events": [...], "slots": {...}}) ---------------
 def latest_turn_bot_events(tracker: Mapping[str, Any]) -> List[Dict[str, Any]]:
     """The bot messages that answered the conversation's latest user message, in order."""

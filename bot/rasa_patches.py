@@ -11,6 +11,12 @@ for every event it deserialises: 5.7 % of a Rasa server's time under load (py-sp
 8 conversations), since a tracker is rebuilt from all its events on every message. The replacement
 remembers the answer per name (an unknown name is not remembered and raises as before).
 
+`RemoteAction._action_call_format` sends the action server the whole tracker: every earlier user
+message with its full parse data (intent ranking, paragraph search, per-question hits), about 2.4 kB
+each, serialised by Rasa and parsed by the action server on every action call. The replacement keeps
+of the messages before the latest one what actions read (`bot/contract.py`, EARLIER_MESSAGE_KEYS);
+the latest message and every other event are sent as Rasa sends them.
+
 `RemoteAction.run` is wrapped by bot/action_guard.py: bounded in time, and the referral is sent by
 the Rasa server itself when the escalation action cannot run.
 
@@ -36,6 +42,7 @@ from rasa.shared.core.events import Event
 from rasa.shared.constants import DOCS_BASE_URL
 
 from bot.action_guard import guarded
+from bot.contract import earlier_message_parse_data
 from bot.privacy import log_privacy
 from bot.stores.tracker_store import TrackerStoreUnavailable
 
@@ -60,6 +67,20 @@ def validate_action_result(self: RemoteAction, result: Dict[Text, Any]) -> bool:
             f"For more information about the format visit {DOCS_BASE_URL}/custom-actions"
         )
         raise error
+
+
+_original_action_call_format = RemoteAction._action_call_format
+
+
+def action_call_format(self: RemoteAction, tracker: Any, domain: Any) -> Dict[Text, Any]:
+    """`RemoteAction._action_call_format` with the user messages before the latest one trimmed to
+    what actions read of them."""
+    body = _original_action_call_format(self, tracker, domain)
+    events = body["tracker"]["events"]
+    user_indices = [index for index, event in enumerate(events) if event.get("event") == "user"]
+    for index in user_indices[:-1]:
+        events[index] = {**events[index], "parse_data": earlier_message_parse_data(events[index].get("parse_data") or {})}
+    return body
 
 
 _original_resolve_by_type = Event.resolve_by_type
@@ -94,6 +115,7 @@ _original_on_retrieve_error = FailSafeTrackerStore.on_tracker_store_retrieve_err
 
 def apply() -> None:
     RemoteAction._validate_action_result = validate_action_result
+    RemoteAction._action_call_format = action_call_format
     Event.resolve_by_type = staticmethod(resolve_by_type)
     RemoteAction.run = guarded(_original_run)
     FailSafeTrackerStore.on_tracker_store_error = unavailable_raises(_original_on_error)

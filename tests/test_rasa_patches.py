@@ -1,15 +1,23 @@
 """The compiled validator for action server replies accepts and rejects what Rasa's own does; event
-names resolve to the classes Rasa's own lookup finds."""
+names resolve to the classes Rasa's own lookup finds; the action server gets of earlier user messages
+what actions read."""
 from __future__ import annotations
+
+import json
 
 import jsonschema
 import pytest
 from rasa.core.actions.action import RemoteAction
-from rasa.shared.core.events import Event
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import ActionExecuted, BotUttered, Event, SlotSet, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.utils.endpoints import EndpointConfig
+from rasa_sdk import Tracker
 from rasa.shared.utils.common import all_subclasses
 
 import bot.components  # noqa: F401  (applies the patches, as when Rasa loads the model)
-from bot.rasa_patches import _original_resolve_by_type, validate_action_result
+from bot.contract import ARTICLE_SEARCH, EARLIER_MESSAGE_KEYS, INTENT_RANKING, WARNING_SIGNS, earlier_warning_signs
+from bot.rasa_patches import _original_action_call_format, _original_resolve_by_type, action_call_format, validate_action_result
 
 VALID = {
     "events": [{"event": "slot", "name": "products_mentioned", "value": ["seat_cushion"]}],
@@ -49,3 +57,57 @@ def test_event_names_resolve_to_rasas_classes_and_an_unknown_name_still_raises()
         Event.resolve_by_type("geen_bestaand_event")
     with pytest.raises(ValueError):
         Event.resolve_by_type("geen_bestaand_event")  # not remembered as an answer
+
+
+def parse_data(text: str, intent: str, level: str) -> dict:
+    return {
+        "text": text,
+        "intent": {"name": intent, "confidence": 0.9},
+        INTENT_RANKING: [{"name": f"faq_{number}", "confidence": 0.01} for number in range(10)],
+        ARTICLE_SEARCH: [{"item": "section_selfcare", "paragraph": number, "score": 0.8} for number in range(5)],
+        WARNING_SIGNS: {"level": level, "signs": [{"id": "numbness_saddle", "layer": "patterns"}] if level != "none" else []},
+        "entities": [],
+    }
+
+
+def conversation() -> DialogueStateTracker:
+    events = []
+    for number, (text, level) in enumerate([("gevoelloos in mijn kruis", "urgent_112"), ("welke oefeningen?", "none"),
+                                            ("en wat kost het kussen?", "none")]):
+        events += [
+            UserUttered(text, {"name": "faq_best_exercises", "confidence": 0.9},
+                        parse_data=parse_data(text, "faq_best_exercises", level), input_channel="rest"),
+            ActionExecuted("action_answer_article"),
+            BotUttered(f"antwoord {number}", metadata={"citation": {"item": "faq_best_exercises", "paragraphs": [0]}}),
+            SlotSet("escalation_level", level),
+            ActionExecuted("action_listen"),
+        ]
+    return DialogueStateTracker.from_events("visitor", events)
+
+
+def test_the_action_server_gets_of_earlier_user_messages_what_actions_read():
+    action = RemoteAction("action_escalate", EndpointConfig("http://127.0.0.1:1/webhook"))
+    tracker, domain = conversation(), Domain.empty()
+    assert RemoteAction._action_call_format is action_call_format
+    full, trimmed = _original_action_call_format(action, tracker, domain), action._action_call_format(tracker, domain)
+
+    full_users = [event for event in full["tracker"]["events"] if event["event"] == "user"]
+    trimmed_users = [event for event in trimmed["tracker"]["events"] if event["event"] == "user"]
+    for before, after in zip(full_users[:-1], trimmed_users[:-1]):
+        assert after["parse_data"] == {key: before["parse_data"][key] for key in EARLIER_MESSAGE_KEYS if key in before["parse_data"]}
+        assert {key: value for key, value in after.items() if key != "parse_data"} == \
+            {key: value for key, value in before.items() if key != "parse_data"}
+    assert trimmed_users[-1] == full_users[-1]  # the latest message as Rasa sends it
+    assert trimmed["tracker"]["latest_message"] == full["tracker"]["latest_message"]
+    others = lambda body: [event for event in body["tracker"]["events"] if event["event"] != "user"]  # noqa: E731
+    assert others(trimmed) == others(full)
+
+    # what the actions read through rasa-sdk is the same, and the body is much smaller
+    sdk_full, sdk_trimmed = Tracker.from_dict(full["tracker"]), Tracker.from_dict(trimmed["tracker"])
+    assert earlier_warning_signs(sdk_trimmed.events) == earlier_warning_signs(sdk_full.events)
+    assert earlier_warning_signs(sdk_trimmed.events)[0]["level"] == "urgent_112"
+    assert sdk_trimmed.latest_message == sdk_full.latest_message
+    assert sdk_trimmed.get_latest_input_channel() == sdk_full.get_latest_input_channel() == "rest"
+    assert len(json.dumps(trimmed_users[:-1])) < 0.5 * len(json.dumps(full_users[:-1]))
+    # the tracker itself is not changed
+    assert [event.parse_data for event in tracker.events if isinstance(event, UserUttered)][0][INTENT_RANKING]
