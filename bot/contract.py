@@ -71,9 +71,10 @@ def warning_signs(parse_data: Mapping[str, Any]) -> Dict[str, Any]:
     return dict(parse_data.get(WARNING_SIGNS) or {})
 
 
-# What the actions read from the user messages *before* the latest one (earlier_warning_signs, the
-# staff transcript): Rasa sends the action server the whole tracker, and the rest of each earlier
-# message's parse data (rankings, search hits) is most of its size (bot/rasa_patches.py trims it).
+# What the action server keeps of the parse data of the user messages *before* the latest one:
+# `earlier_warning_signs` reads WARNING_SIGNS; the text and the (original) intent say what the message
+# was. Rasa sends the action server the whole tracker, and the rest of each earlier message's parse
+# data (rankings, search hits) is most of its size (bot/rasa_patches.py trims it).
 EARLIER_MESSAGE_KEYS = (TEXT, INTENT, WARNING_SIGNS, ORIGINAL_INTENT)
 
 

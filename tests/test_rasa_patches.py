@@ -11,9 +11,9 @@ from rasa.core.actions.action import RemoteAction
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, Event, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.shared.utils.common import all_subclasses
 from rasa.utils.endpoints import EndpointConfig
 from rasa_sdk import Tracker
-from rasa.shared.utils.common import all_subclasses
 
 import bot.components  # noqa: F401  (applies the patches, as when Rasa loads the model)
 from bot.contract import ARTICLE_SEARCH, EARLIER_MESSAGE_KEYS, INTENT_RANKING, WARNING_SIGNS, earlier_warning_signs
@@ -85,6 +85,10 @@ def conversation() -> DialogueStateTracker:
     return DialogueStateTracker.from_events("visitor", events)
 
 
+def not_user_messages(body: dict) -> list:
+    return [event for event in body["tracker"]["events"] if event["event"] != "user"]
+
+
 def test_the_action_server_gets_of_earlier_user_messages_what_actions_read():
     action = RemoteAction("action_escalate", EndpointConfig("http://127.0.0.1:1/webhook"))
     tracker, domain = conversation(), Domain.empty()
@@ -99,8 +103,7 @@ def test_the_action_server_gets_of_earlier_user_messages_what_actions_read():
             {key: value for key, value in before.items() if key != "parse_data"}
     assert trimmed_users[-1] == full_users[-1]  # the latest message as Rasa sends it
     assert trimmed["tracker"]["latest_message"] == full["tracker"]["latest_message"]
-    others = lambda body: [event for event in body["tracker"]["events"] if event["event"] != "user"]  # noqa: E731
-    assert others(trimmed) == others(full)
+    assert not_user_messages(trimmed) == not_user_messages(full)
 
     # what the actions read through rasa-sdk is the same, and the body is much smaller
     sdk_full, sdk_trimmed = Tracker.from_dict(full["tracker"]), Tracker.from_dict(trimmed["tracker"])
