@@ -17,8 +17,10 @@ from bot.staff.handoff import is_staff
 # A question of a several-question message is answered from its best paragraph's item only when
 # the paragraph is at least this close (cosine; the clarification's floor, actions/clarify.py).
 MIN_QUESTION_SCORE = 0.84
-# The classifier's item answers the question among whose best paragraphs it is (this many).
-QUESTION_CANDIDATES = 3
+# The classifier's item answers the question when one of its paragraphs scores within this much of
+# the question's best (cosine). A margin, not a rank: neighbouring sections score within hundredths of
+# each other, so a rank cut-off (formerly the best 3) turned on differences of 0.0001.
+QUESTION_MARGIN = 0.01
 
 
 @dataclass(frozen=True)
@@ -76,10 +78,12 @@ def present_products(kb: KnowledgeBase, product_ids: Sequence[str], settings: Op
 
 
 def question_item(kb: KnowledgeBase, question: Dict[str, Any], intent_item: Optional[str], used: Sequence[str]) -> Optional[Item]:
-    """The item that answers one question of several: the classifier's item when it is among the
-    question's best paragraphs, else the best paragraph's item when it is close enough."""
+    """The item that answers one question of several: the classifier's item when one of its
+    paragraphs is about as close as the question's best, else the best paragraph's item when it is
+    close enough."""
     hits = [hit for hit in question.get("hits") or [] if kb.item(hit.get("item", ""))]
-    candidates = [hit["item"] for hit in hits[:QUESTION_CANDIDATES]]
+    best_score = max((hit.get("score", 0) for hit in hits), default=0)
+    candidates = [hit["item"] for hit in hits if hit.get("score", 0) >= best_score - QUESTION_MARGIN]
     if intent_item in candidates and intent_item not in used:
         return kb.item(intent_item)
     best = next((hit for hit in hits if hit["item"] not in used), None)
