@@ -39,9 +39,10 @@ def build_embedding_model(args: argparse.Namespace) -> None:
 
 
 def build_onnx(args: argparse.Namespace) -> None:
-    from bot.embeddings.onnx_model import export_onnx
+    from bot.embeddings.onnx_model import export_onnx, quantize_onnx
 
     print(f"embedding model for onnxruntime: {export_onnx(force=True)}")
+    print(f"its 4-bit graph (what the encoders run): {quantize_onnx(force=True)}")
 
 
 def build_spacy(args: argparse.Namespace) -> None:

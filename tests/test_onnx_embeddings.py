@@ -4,8 +4,10 @@ Exports the built `models/multilingual-e5-small` (a git-ignored build artefact; 
 temporary folder when it is missing) to `onnx/model.onnx`, then checks, for varied Dutch/English
 texts (short, longer than the 512-token limit, multi-sentence, typos, emoji, special tokens typed in
 text, odd whitespace): cosine >= 0.9999 to sentence-transformers, shape/dtype, unit norm, empty
-input, batch == one-by-one, the cached loader, and that encoding never imports torch. The timing of
-one short sentence (median of 50, one thread) is printed, not asserted.
+input, batch == one-by-one, the cached loader, and that encoding never imports torch. Its 4-bit
+graph (`onnx/model_q4.onnx`, what the encoders run): the published Q4_0 weights bit for bit, cosine
+>= 0.9995 to the float graph, chosen only while it is current. The timing of one short sentence
+(median of 50, one thread) is printed, not asserted.
 """
 from __future__ import annotations
 
@@ -20,10 +22,15 @@ from pathlib import Path
 from typing import Callable, List
 
 import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 
 from bot.embeddings.model import encode_passages, encode_queries
-from bot.embeddings.onnx_model import ONNX_FILE, OnnxSentenceEncoder, encoder_fingerprint, export_onnx, load_onnx_encoder
+from bot.embeddings.onnx_model import (
+    MIN_QUANTIZED_COSINE, ONNX_FILE, QUANTIZED_ONNX_FILE, WEIGHT_BLOCK, OnnxSentenceEncoder, current_graph,
+    encoder_fingerprint, export_onnx, load_onnx_encoder, quantize_onnx,
+)
 from embedding_fixtures import embedding_model_dir, read_sentences, sentence_model  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,8 +108,22 @@ def onnx_file(embedding_model_dir) -> Path:  # noqa: F811
 
 
 @pytest.fixture(scope="module")
+def quantized_file(embedding_model_dir, onnx_file) -> Path:  # noqa: F811
+    started = time.perf_counter()
+    path = quantize_onnx(embedding_model_dir)
+    print(f"\n[onnx] 4-bit graph (or reuse) {path}: {time.perf_counter() - started:.1f} s")
+    return path
+
+
+@pytest.fixture(scope="module")
 def encoder(embedding_model_dir, onnx_file) -> OnnxSentenceEncoder:  # noqa: F811
-    return OnnxSentenceEncoder.from_model_dir(embedding_model_dir)
+    """The float graph."""
+    return OnnxSentenceEncoder.from_model_dir(embedding_model_dir, graph=onnx_file)
+
+
+@pytest.fixture(scope="module")
+def quantized_encoder(embedding_model_dir, quantized_file) -> OnnxSentenceEncoder:  # noqa: F811
+    return OnnxSentenceEncoder.from_model_dir(embedding_model_dir, graph=quantized_file)
 
 
 def test_export_is_idempotent(embedding_model_dir, onnx_file):  # noqa: F811
@@ -143,6 +164,70 @@ def test_passages_match_sentence_transformers(encoder, sentence_model, embedding
     similarity = cosines(encoder.encode_passages(texts), encode_passages(sentence_model, texts))
     assert similarity.min() >= MIN_COSINE
     assert cosines(encoder.encode_passages(texts[:3]), encoder.encode_queries(texts[:3])).max() < 0.9999  # another prompt
+
+
+def _weights_of_4_bit_matmuls(graph: onnx.ModelProto) -> dict:
+    """{node name: the dequantized [K, N] weight} of every MatMulNBits node (symmetric: zero point 8)."""
+    initializers = {tensor.name: tensor for tensor in graph.graph.initializer}
+    weights = {}
+    for node in graph.graph.node:
+        if node.op_type != "MatMulNBits":
+            continue
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        k, n, block = attributes["K"], attributes["N"], attributes["block_size"]
+        assert len(node.input) < 4 or not node.input[3], "symmetric: no zero points"
+        packed = numpy_helper.to_array(initializers[node.input[1]])
+        scales = numpy_helper.to_array(initializers[node.input[2]]).reshape(n, -1)
+        nibbles = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(n, -1)[:, :k].astype(np.float32)
+        weights[node.name] = ((nibbles.reshape(n, -1, block) - 8) * scales[:, :, None]).reshape(n, k).T
+    return weights
+
+
+def test_the_4_bit_graph_stores_the_published_weights_exactly(onnx_file, quantized_file):
+    """Every weight MatMul of the float graph is a MatMulNBits node whose 4-bit blocks of 32 give back
+    the float weights bit for bit: they were Q4_0 (blocks of 32 sharing a scale) to begin with."""
+    float_graph = onnx.load(str(onnx_file))
+    quantized = onnx.load(str(quantized_file))
+    initializers = {tensor.name: tensor for tensor in float_graph.graph.initializer}
+    weight_matmuls = {node.name: node for node in float_graph.graph.node
+                      if node.op_type == "MatMul" and node.input[1] in initializers}
+    weights = _weights_of_4_bit_matmuls(quantized)
+    assert len(weights) == len(weight_matmuls) == 12 * 6  # q, k, v, attention output, two feed-forward
+    assert not [node for node in quantized.graph.node if node.op_type == "MatMul" and node.input[1] in initializers]
+    for name, weight in weights.items():
+        original = numpy_helper.to_array(initializers[weight_matmuls[name.removesuffix("_Q4")].input[1]])
+        assert weight.shape == original.shape and weight.shape[0] % WEIGHT_BLOCK == 0
+        np.testing.assert_array_equal(weight, original, err_msg=name)
+
+
+@pytest.mark.parametrize("prompt", ["query", "passage"])
+def test_the_4_bit_graph_matches_the_float_graph(prompt, encoder, quantized_encoder):
+    texts = TEXTS + read_sentences()
+    encode = "encode_queries" if prompt == "query" else "encode_passages"
+    similarity = cosines(getattr(quantized_encoder, encode)(texts), getattr(encoder, encode)(texts))
+    worst = int(np.argmin(similarity))
+    print(f"\n[onnx] 4-bit graph, {prompt}, cosine to the float graph over {len(texts)} texts: "
+          f"min {similarity.min():.6f}, mean {similarity.mean():.6f}")
+    assert similarity.min() >= MIN_QUANTIZED_COSINE, f"{texts[worst]!r}: cosine {similarity[worst]:.6f}"
+    batch = quantized_encoder.encode_queries(TEXTS)
+    np.testing.assert_allclose(batch, np.vstack([quantized_encoder.encode_queries([t]) for t in TEXTS]), atol=1e-5)
+
+
+def test_the_encoders_run_the_4_bit_graph_only_while_it_is_current(embedding_model_dir, quantized_file, tmp_path):  # noqa: F811
+    assert current_graph(embedding_model_dir) == quantized_file == Path(embedding_model_dir) / QUANTIZED_ONNX_FILE
+    folder = tmp_path / "model"
+    (folder / "onnx").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    for name in (ONNX_FILE, QUANTIZED_ONNX_FILE):
+        (folder / name).write_bytes(b"graph")
+    os.utime(folder / "config.json", (1_000_000, 1_000_000))
+    os.utime(folder / ONNX_FILE, (2_000_000, 2_000_000))
+    os.utime(folder / QUANTIZED_ONNX_FILE, (3_000_000, 3_000_000))
+    assert current_graph(folder) == folder / QUANTIZED_ONNX_FILE
+    os.utime(folder / ONNX_FILE, (4_000_000, 4_000_000))  # the float graph exported again: 4-bit one stale
+    assert current_graph(folder) == folder / ONNX_FILE
+    os.utime(folder / "config.json", (5_000_000, 5_000_000))  # new weights: both stale
+    assert current_graph(folder) is None
 
 
 def test_shape_dtype_and_norm(encoder):
@@ -205,7 +290,7 @@ def test_runtime_does_not_import_torch(embedding_model_dir, onnx_file):  # noqa:
     assert report == {"shape": [1, 384], "heavy": []}
 
 
-def test_timing_single_short_sentence(encoder, sentence_model):  # noqa: F811
+def test_timing_single_short_sentence(encoder, quantized_encoder, sentence_model):  # noqa: F811
     """Printed only: one short sentence, one thread each (median of 50)."""
     import torch
 
@@ -217,8 +302,10 @@ def test_timing_single_short_sentence(encoder, sentence_model):  # noqa: F811
     finally:
         torch.set_num_threads(threads)
     onnx_ms = median_ms(lambda: encoder.encode_queries(text))
+    quantized_ms = median_ms(lambda: quantized_encoder.encode_queries(text))
     print(f"\n[onnx] one short sentence, 1 thread, median of 50: sentence-transformers {torch_ms:.1f} ms, "
-          f"onnxruntime {onnx_ms:.1f} ms ({torch_ms / onnx_ms:.1f}x)")
+          f"onnxruntime {onnx_ms:.1f} ms ({torch_ms / onnx_ms:.1f}x), 4-bit graph {quantized_ms:.1f} ms "
+          f"({torch_ms / quantized_ms:.1f}x)")
 
 
 def test_the_training_fingerprint_follows_the_graphs_content_not_its_time(tmp_path):
