@@ -208,7 +208,6 @@ def quantize_onnx(model_dir: PathLike = DEFAULT_EMBEDDING_MODEL, force: bool = F
     return target
 
 
-
 def _verify(graph: str, inputs: Dict[str, np.ndarray], expected: np.ndarray) -> None:
     """The exported graph reproduces torch's hidden states on the (padded) sample."""
     session = _session(graph, threads=1)
