@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # a tracker of a long conversation is well under this
 OPEN_PATHS = frozenset({"/health"})
+STAFF_NOTICES_JOB = "staff_notices"  # background tasks of the server, by name
+RETENTION_JOB = "retention_purge"
 DEFAULT_HOST = "127.0.0.1"
 
 
@@ -55,9 +57,16 @@ def create_action_server(token: str, package: str = "actions") -> Sanic:
         return None
 
     @app.listener("after_server_start")
-    async def deliver_staff_notices(app: Sanic, loop: Any) -> None:
-        app.add_task(default_outbox().deliver_forever(staff_notifier_from_env))
-        app.add_task(purge_periodically())
+    async def start_background_jobs(app: Sanic, loop: Any) -> None:
+        app.add_task(default_outbox().deliver_forever(staff_notifier_from_env), name=STAFF_NOTICES_JOB)
+        app.add_task(purge_periodically(), name=RETENTION_JOB)
+
+    @app.listener("before_server_stop")
+    async def stop_background_jobs(app: Sanic, loop: Any) -> None:
+        """Cancelled and awaited: otherwise asyncio destroys them pending when the loop closes, and logs
+        that as an error at every shutdown."""
+        for name in (STAFF_NOTICES_JOB, RETENTION_JOB):
+            await app.cancel_task(name, raise_exception=False)
 
     @app.exception(Exception)
     async def action_failed(request: Request, exception: Exception) -> HTTPResponse:

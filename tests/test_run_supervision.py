@@ -16,8 +16,10 @@ import requests
 
 from bot import paths
 from bot.contract import ESCALATION, cited_items, latest_turn_bot_events
-from bot.stack import free_port
-from bot.tokens import RASA_API_TOKEN, secret
+from bot.paths import ENDPOINTS_VARIABLE
+from bot.staff.outbox import OUTBOX_VARIABLE
+from bot.stack import actions_command, free_port, server_environment, spawner, wait_for, write_endpoints
+from bot.tokens import ACTION_SERVER_TOKEN, RASA_API_TOKEN, secret
 from conftest import ARTIFACTS
 
 URGENT_TEXT = "ik kan sinds vanochtend niet meer plassen"
@@ -109,3 +111,23 @@ def test_sigterm_stops_everything_and_frees_the_ports(supervised):
     seconds = wait_until(lambda: process.poll() is not None and not any(port_open(p) for p in ports.values()), 10,
                          "all ports free after SIGTERM")
     assert process.returncode is not None and seconds < 10
+
+
+def test_the_action_server_stops_its_background_jobs_before_its_loop_closes(tmp_path):
+    """SIGTERM: the staff-notice delivery and the retention purge are cancelled and awaited, so
+    asyncio never logs "Task was destroyed but it is pending!" (it did at every stop)."""
+    port = free_port()
+    endpoints = write_endpoints(port, tmp_path, tmp_path / "conversations.db")
+    environment = server_environment({ENDPOINTS_VARIABLE: str(endpoints), OUTBOX_VARIABLE: str(tmp_path / "outbox.db"),
+                                      ACTION_SERVER_TOKEN: secret(ACTION_SERVER_TOKEN)})
+    process = spawner(environment, tmp_path)("actions", actions_command(port, "127.0.0.1"))
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", process, 120.0)
+        wait_until(lambda: (tmp_path / "outbox.db").exists(), 30, "the background jobs started (the outbox opened)")
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    log = (tmp_path / "actions.log").read_text()
+    assert "Task was destroyed but it is pending" not in log, log[-2000:]
