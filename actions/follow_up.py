@@ -20,20 +20,22 @@ from bot.contract import (
     search_hits,
 )
 from bot.knowledge_base import Item, KnowledgeBase, current_knowledge_base
-from bot.knowledge_base.answers import next_paragraph_indices, relevant_paragraph_indices
+from bot.knowledge_base.answers import next_paragraph_indices, referent_paragraph_indices
 from bot.replies import reply
 
 WHOLE_ITEM_KINDS = ("faq", "about", "sources")  # answered whole: a follow-up answers them again
 
 
-def follow_up_paragraphs(item: Item, more: bool, hits: Sequence[Dict[str, Any]], quoted: Sequence[int]) -> Optional[List[int]]:
+def follow_up_paragraphs(item: Item, more: bool, hits: Sequence[Dict[str, Any]], quoted: Sequence[int],
+                         last_quoted: Sequence[int]) -> Optional[List[int]]:
     """The paragraphs a follow-up quotes: None for the items answered whole; for "meer" the next
-    ones ([] when all were quoted); for a question the best not yet quoted."""
+    ones after all `quoted` in this conversation ([] when all were); for a question the ones just
+    quoted (`last_quoted`, what "dat" points at) unless it matches another one clearly better."""
     if item.kind in WHOLE_ITEM_KINDS:
         return None
     if more:
         return next_paragraph_indices(item, quoted)
-    return relevant_paragraph_indices(item, hits, exclude=quoted)
+    return referent_paragraph_indices(item, hits, last_quoted)
 
 
 def next_item(kb: KnowledgeBase, hits: Sequence[Dict[str, Any]], answered: Sequence[str]) -> Optional[Item]:
@@ -69,7 +71,8 @@ class ActionAnswerFollowUp(Action):
         if item is None:
             dispatcher.utter_message(text=reply("follow_up_without_context"))
             return []
-        paragraphs = follow_up_paragraphs(item, more, search_hits(parse_data), quoted_paragraphs(tracker.events, item.id))
+        paragraphs = follow_up_paragraphs(item, more, search_hits(parse_data), quoted_paragraphs(tracker.events, item.id),
+                                          citation.get("paragraphs") or [])
         elsewhere = next_item(kb, search_hits(parse_data), context.answered) if paragraphs == [] else None
         if elsewhere is not None:  # all of this item was said: the best matching item not yet answered
             turn = answer_item(kb, elsewhere, parse_data.get("text") or "", search_hits(parse_data), context)

@@ -8,7 +8,7 @@ import pytest
 from bot.answers import MIN_QUESTION_SCORE, QUESTION_MARGIN, question_item
 from bot.contract import answered_items, last_citation, last_products, quoted_paragraphs
 from bot.knowledge_base import load_knowledge_base
-from bot.knowledge_base.answers import next_paragraph_indices, relevant_paragraph_indices
+from bot.knowledge_base.answers import next_paragraph_indices, referent_paragraph_indices, relevant_paragraph_indices
 from bot.knowledge_base.questions import split_questions
 from bot.knowledge_base.suggestions import neighbours, suggested_items
 
@@ -67,6 +67,22 @@ def test_more_gives_the_paragraphs_after_those_quoted():
     assert relevant_paragraph_indices(therapies, hits, exclude=[0]) == [1]
 
 
+def test_a_question_about_dat_stays_with_the_paragraph_just_quoted():
+    therapies = KB.item("section_therapies")
+    close = [{"item": "section_treatment_and_selfcare", "paragraph": 1, "score": 0.834},
+             {"item": "section_therapies", "paragraph": 0, "score": 0.831},
+             {"item": "section_therapies", "paragraph": 1, "score": 0.824}]
+    assert referent_paragraph_indices(therapies, close, [1]) == [1]
+    clearly_elsewhere = [{"item": "section_therapies", "paragraph": 0, "score": 0.88},
+                         {"item": "section_therapies", "paragraph": 1, "score": 0.84}]
+    assert referent_paragraph_indices(therapies, clearly_elsewhere, [1]) == [0]
+    # the paragraph just quoted is not among the hits: it counts as the lowest hit
+    only_other = [{"item": "faq_best_exercises", "paragraph": 0, "score": 0.83},
+                  {"item": "section_therapies", "paragraph": 0, "score": 0.81}]
+    assert referent_paragraph_indices(therapies, only_other, [1]) == [1]
+    assert referent_paragraph_indices(therapies, clearly_elsewhere, []) == relevant_paragraph_indices(therapies, clearly_elsewhere)
+
+
 EVENTS = [
     {"event": "session_started"},
     {"event": "user", "text": "wat is lasertherapie?"},
@@ -123,7 +139,11 @@ async def test_more_when_everything_was_said(executor, domain):
 
 async def test_follow_up_question_answers_from_the_item(executor, domain):
     result = await run(executor, domain, "action_answer_follow_up", "en werkt dat?", "follow_up", [*EVENTS[:4], {"event": "user"}])
-    assert citations(result) == ["section_therapies"] and result["responses"][0]["citation"]["paragraphs"] == [1]
+    assert citations(result) == ["section_therapies"] and result["responses"][0]["citation"]["paragraphs"] == [0]  # just quoted
+    elsewhere = [{"item": "section_therapies", "paragraph": 1, "score": 0.9}, {"item": "section_therapies", "paragraph": 0, "score": 0.85}]
+    result = await run(executor, domain, "action_answer_follow_up", "en voor chronische rugpijn?", "follow_up",
+                       [*EVENTS[:4], {"event": "user"}], article_search=elsewhere)
+    assert result["responses"][0]["citation"]["paragraphs"] == [1]
 
 
 async def test_follow_up_without_context_asks_for_the_question(executor, domain):

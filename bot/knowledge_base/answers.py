@@ -8,6 +8,9 @@ from bot.knowledge_base.model import Item
 # A paragraph is quoted next to the best one when its score is this close to the best.
 SECOND_PARAGRAPH_MARGIN = 0.02
 MAX_PARAGRAPHS = 2
+# A question about what was just said ("en werkt dat?") moves to another paragraph of the item only
+# when it matches that one this much better than the paragraphs just quoted.
+REFERENT_MARGIN = 0.02
 
 
 def paragraph_scores(item: Item, search_hits: Iterable[Dict[str, Any]]) -> Dict[int, float]:
@@ -51,6 +54,23 @@ def next_paragraph_indices(item: Item, quoted: Sequence[int], count: int = MAX_P
     following = [index for index in range(after + 1, len(item.paragraphs))]
     earlier = [index for index in range(len(item.paragraphs)) if index not in quoted and index <= after]
     return (following + earlier)[:count]
+
+
+def referent_paragraph_indices(item: Item, search_hits: Sequence[Dict[str, Any]], referent: Sequence[int]) -> List[int]:
+    """A question about what was just said ("en werkt dat?", "voor wie is dat?"): the paragraphs
+    just quoted (`referent`), where "dat" points, unless the question matches another paragraph of
+    the item better by REFERENT_MARGIN (it names an aspect said elsewhere in the item). A paragraph
+    not among the hits scores at most the lowest hit."""
+    referent = [index for index in referent if 0 <= index < len(item.paragraphs)]
+    if not referent:
+        return relevant_paragraph_indices(item, search_hits)
+    scores = paragraph_scores(item, search_hits)
+    floor = min((float(hit["score"]) for hit in search_hits), default=0.0)
+    elsewhere = {index: score for index, score in scores.items() if index not in referent}
+    said = max(scores.get(index, floor) for index in referent)
+    if elsewhere and max(elsewhere.values()) >= said + REFERENT_MARGIN:
+        return relevant_paragraph_indices(item, search_hits, exclude=referent)
+    return sorted(referent)
 
 
 def relevant_paragraphs(item: Item, search_hits: Iterable[Dict[str, Any]]) -> List[str]:
