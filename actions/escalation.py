@@ -70,8 +70,8 @@ class ActionEscalate(Action):
         dispatcher.utter_message(text=text, **{ESCALATION: escalation_metadata(escalation, moment)})
         if is_urgent(escalation.level):
             dispatcher.utter_message(text=reply("help_later"))
-        elif item is not None:
-            dispatcher.utter_message(**article_answer(kb, item, search_hits(parse_data)))
+        elif item is not None:  # the rest of the question, after the referral, which stands alone
+            dispatcher.utter_message(**article_answer(kb, item, search_hits(parse_data), safety_net=False))
         highest = max_level(escalation.level, tracker.get_slot(ESCALATION_LEVEL_SLOT) or NONE)
         events = [SlotSet(WARNING_SIGNS_SLOT, list(escalation.signs)), SlotSet(ESCALATION_LEVEL_SLOT, highest)]
         return events + hand_off(dispatcher, tracker, escalation.level, list(escalation.signs))

@@ -65,13 +65,15 @@ def item_text(
 
 
 def article_answer(
-    kb: KnowledgeBase, item: Item, search_hits: Iterable[Dict[str, Any]] = (), paragraphs: Optional[Sequence[int]] = None
+    kb: KnowledgeBase, item: Item, search_hits: Iterable[Dict[str, Any]] = (), paragraphs: Optional[Sequence[int]] = None,
+    safety_net: bool = True,
 ) -> Dict[str, Any]:
     """The message answering with `item`: its text (the given paragraphs, else the relevant ones),
-    the safety net for self-care answers, the line `Bron: <citation>`, and the item as structured
-    metadata (`citation`: item, heading and the paragraphs quoted) next to that line."""
+    the safety net for self-care answers (`safety_net=False` after a referral in the same turn: its
+    "na 3 à 4 weken" would contradict "binnen een paar dagen"), the line `Bron: <citation>`, and the
+    item as structured metadata (`citation`: item, heading and the paragraphs quoted) next to that line."""
     indices = list(relevant_paragraph_indices(item, search_hits) if paragraphs is None else paragraphs)
-    template = "article_answer_with_safety_net" if item.self_care else "article_answer"
+    template = "article_answer_with_safety_net" if item.self_care and safety_net else "article_answer"
     text = reply(template, answer=item_text(kb, item, paragraphs=indices), citation=item.citation)
     quoted = indices if item.kind not in ("about", "sources") else []
     return {"text": text, CITATION: {"item": item.id, "heading": item.citation, "paragraphs": quoted}}

@@ -82,6 +82,8 @@ async def test_soon_answers_the_rest_of_the_question(executor, domain):
     texts = [rendered(domain, r) for r in result["responses"]]
     assert "huisarts" in texts[0] and "112" not in texts[0]
     assert "Bron:" in texts[-1]
+    # the referral stands alone: no "na 3 à 4 weken" safety net after "binnen een paar dagen"
+    assert "3 à 4 weken" not in texts[-1]
     assert slot_values(result) == {"warning_signs": [soon], "escalation_level": "soon"}
 
 
