@@ -2,13 +2,13 @@
 that only make sense with it ("en werkt dat?", "voor wie is dat?")."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Text
+from typing import Any, Dict, List, Optional, Sequence, Text, Tuple
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.answers import MIN_QUESTION_SCORE, TurnMessages, answer_item, present_products, suggestions, turn_context
+from bot.answers import MIN_QUESTION_SCORE, TurnContext, TurnMessages, answer_item, present_products, suggestions, turn_context
 from bot.contract import (
     ASK_MORE,
     PRODUCTS_MENTIONED_SLOT,
@@ -21,6 +21,7 @@ from bot.contract import (
 )
 from bot.knowledge_base import Item, KnowledgeBase, current_knowledge_base
 from bot.knowledge_base.answers import next_paragraph_indices, referent_paragraph_indices
+from bot.knowledge_base.suggestions import read_on_item
 from bot.replies import reply
 
 WHOLE_ITEM_KINDS = ("faq", "about", "sources")  # answered whole: a follow-up answers them again
@@ -28,11 +29,12 @@ WHOLE_ITEM_KINDS = ("faq", "about", "sources")  # answered whole: a follow-up an
 
 def follow_up_paragraphs(item: Item, more: bool, hits: Sequence[Dict[str, Any]], quoted: Sequence[int],
                          last_quoted: Sequence[int]) -> Optional[List[int]]:
-    """The paragraphs a follow-up quotes: None for the items answered whole; for "meer" the next
-    ones after all `quoted` in this conversation ([] when all were); for a question the ones just
-    quoted (`last_quoted`, what "dat" points at) unless it matches another one clearly better."""
+    """The paragraphs a follow-up quotes: for "meer" the next ones after all `quoted` in this
+    conversation ([] when all were, or the item is one answered whole); for a question the ones just
+    quoted (`last_quoted`, what "dat" points at) unless it matches another one clearly better, None
+    (all of it) for the items answered whole."""
     if item.kind in WHOLE_ITEM_KINDS:
-        return None
+        return [] if more else None
     if more:
         return next_paragraph_indices(item, quoted)
     return referent_paragraph_indices(item, hits, last_quoted)
@@ -45,6 +47,18 @@ def next_item(kb: KnowledgeBase, hits: Sequence[Dict[str, Any]], answered: Seque
         if hit.get("item") not in answered and kb.item(hit.get("item", "")) and hit.get("score", 0) >= MIN_QUESTION_SCORE:
             return kb.item(hit["item"])
     return None
+
+
+def said_in_full_read_on(kb: KnowledgeBase, item: Item, hits: Sequence[Dict[str, Any]], context: TurnContext,
+                         events: List[Dict[str, Any]]) -> Optional[Tuple[Item, Optional[List[int]]]]:
+    """"Meer" when all of `item` was said: the section `read_on` names for it (data/suggestions.yml),
+    from its first paragraphs not yet quoted, else the best matching item not yet answered (its
+    relevant paragraphs: None); None when there is neither."""
+    read_on = kb.item(read_on_item(kb, item.id, context.answered) or "")
+    if read_on is not None:
+        return read_on, next_paragraph_indices(read_on, quoted_paragraphs(events, read_on.id))
+    elsewhere = next_item(kb, hits, context.answered)
+    return (elsewhere, None) if elsewhere is not None else None
 
 
 class ActionAnswerFollowUp(Action):
@@ -73,9 +87,9 @@ class ActionAnswerFollowUp(Action):
             return []
         paragraphs = follow_up_paragraphs(item, more, search_hits(parse_data), quoted_paragraphs(tracker.events, item.id),
                                           citation.get("paragraphs") or [])
-        elsewhere = next_item(kb, search_hits(parse_data), context.answered) if paragraphs == [] else None
-        if elsewhere is not None:  # all of this item was said: the best matching item not yet answered
-            turn = answer_item(kb, elsewhere, parse_data.get("text") or "", search_hits(parse_data), context)
+        read_on = said_in_full_read_on(kb, item, search_hits(parse_data), context, tracker.events) if paragraphs == [] else None
+        if read_on is not None:  # all of this item was said: where the article says more, or another item
+            turn = answer_item(kb, read_on[0], parse_data.get("text") or "", search_hits(parse_data), context, read_on[1])
             offer = suggestions(kb, turn.items, context)
         elif paragraphs == []:
             turn = TurnMessages([{"text": reply("nothing_more", heading=item.citation)}], [])

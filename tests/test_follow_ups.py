@@ -10,7 +10,7 @@ from bot.contract import answered_items, last_citation, last_products, quoted_pa
 from bot.knowledge_base import load_knowledge_base
 from bot.knowledge_base.answers import next_paragraph_indices, referent_paragraph_indices, relevant_paragraph_indices
 from bot.knowledge_base.questions import split_questions
-from bot.knowledge_base.suggestions import neighbours, suggested_items
+from bot.knowledge_base.suggestions import neighbours, read_on_item, suggested_items
 
 KB = load_knowledge_base()
 
@@ -135,6 +135,27 @@ async def test_more_when_everything_was_said(executor, domain):
     hits = [{"item": "section_therapies", "paragraph": 0, "score": 0.9}, {"item": "section_selfcare", "paragraph": 1, "score": 0.87}]
     result = await run(executor, domain, "action_answer_follow_up", "wat kan ik nog meer zelf doen", "ask_more", said, article_search=hits)
     assert citations(result) == ["section_selfcare"]
+
+
+def test_read_on_names_where_the_article_says_more():
+    settings = {"read_on": {"faq_best_exercises": "section_active_vs_rest", "faq_why_movement": "no_such_item"}}
+    assert read_on_item(KB, "faq_best_exercises", settings=settings) == "section_active_vs_rest"
+    assert read_on_item(KB, "faq_best_exercises", ["section_active_vs_rest"], settings) is None  # already answered
+    assert read_on_item(KB, "faq_why_movement", settings=settings) is None  # not in the article
+    assert read_on_item(KB, "faq_when_professional", settings=settings) is None
+
+
+async def test_more_after_an_answer_said_whole_reads_on_where_the_article_says_more(executor, domain):
+    faq = [{"event": "user", "text": "wat zijn de beste oefeningen?"},
+           {"event": "bot", "text": "…", "metadata": {"citation": {"item": "faq_best_exercises", "heading": "x", "paragraphs": [0]}}},
+           {"event": "user"}]
+    result = await run(executor, domain, "action_answer_follow_up", "vertel meer", "ask_more", faq)
+    target = read_on_item(KB, "faq_best_exercises")
+    assert target and citations(result) == [target]
+    assert result["responses"][0]["citation"]["paragraphs"] == next_paragraph_indices(KB.item(target), [])
+    section_first = [{"event": "bot", "text": "…", "metadata": {"citation": {"item": target, "heading": "y", "paragraphs": [0]}}}, *faq]
+    result = await run(executor, domain, "action_answer_follow_up", "vertel meer", "ask_more", section_first)
+    assert citations(result) == [] and result["responses"][0]["text"].startswith("Meer dan dit staat er in het artikel niet over")
 
 
 async def test_follow_up_question_answers_from_the_item(executor, domain):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Optional
 
 import yaml
 
@@ -36,3 +36,11 @@ def suggested_items(
     preferred = [other for other in settings.get("related", {}).get(item_id, []) if kb.item(other)]
     candidates = dict.fromkeys(preferred + neighbours(kb, item_id))
     return [other for other in candidates if other not in skip][: int(settings["max_buttons"])]
+
+
+def read_on_item(kb: KnowledgeBase, item_id: str, answered: Iterable[str] = (), settings: Dict[str, Any] | None = None) -> Optional[str]:
+    """"Vertel meer" after `item_id` was said in full: the item `read_on` names for it (where the
+    article says more about it), unless it is not in the article or this conversation answered it."""
+    settings = settings or suggestion_settings()
+    target = (settings.get("read_on") or {}).get(item_id)
+    return target if target and kb.item(target) and target not in set(answered) else None
