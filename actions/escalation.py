@@ -48,6 +48,7 @@ class ActionEscalate(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[Dict[Text, Any]]:
         parse_data = tracker.latest_message
+        question = parse_data.get("text") or ""
         kb = current_knowledge_base()
         item = asked_item(kb, parse_data)
         staff = is_staff(tracker.get_latest_input_channel())
@@ -58,20 +59,20 @@ class ActionEscalate(Action):
                 tracker.get_slot(WARNING_SIGNS_SLOT) or [], earlier_warning_signs(tracker.events), warning_signs(parse_data)
             )
         if escalation is None:  # a guess against what the patterns understood: answer the question
-            dispatcher.utter_message(**(article_answer(kb, item, search_hits(parse_data)) if item else {"text": reply("fallback")}))
+            dispatcher.utter_message(**(article_answer(kb, item, search_hits(parse_data), question=question) if item else {"text": reply("fallback")}))
             return []
         moment = clock.now()
         text = referral_text(escalation.level, moment, escalation.referral_signs)
         if staff:  # staff are not escalated: they see the policy text for the level, marked as such
             dispatcher.utter_message(text=reply("staff_policy_text", level=escalation.level, text=text))
             if not is_urgent(escalation.level) and item is not None:
-                dispatcher.utter_message(**article_answer(kb, item, search_hits(parse_data)))
+                dispatcher.utter_message(**article_answer(kb, item, search_hits(parse_data), question=question))
             return []
         dispatcher.utter_message(text=text, **{ESCALATION: escalation_metadata(escalation, moment)})
         if is_urgent(escalation.level):
             dispatcher.utter_message(text=reply("help_later"))
         elif item is not None:  # the rest of the question, after the referral, which stands alone
-            dispatcher.utter_message(**article_answer(kb, item, search_hits(parse_data), safety_net=False))
+            dispatcher.utter_message(**article_answer(kb, item, search_hits(parse_data), safety_net=False, question=question))
         highest = max_level(escalation.level, tracker.get_slot(ESCALATION_LEVEL_SLOT) or NONE)
         events = [SlotSet(WARNING_SIGNS_SLOT, list(escalation.signs)), SlotSet(ESCALATION_LEVEL_SLOT, highest)]
         return events + hand_off(dispatcher, tracker, escalation.level, list(escalation.signs))

@@ -2,7 +2,7 @@
 that only make sense with it ("en werkt dat?", "voor wie is dat?")."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Text, Tuple
+from typing import Any, Collection, Dict, List, Optional, Sequence, Text, Tuple
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
@@ -20,7 +20,7 @@ from bot.contract import (
     search_hits,
 )
 from bot.knowledge_base import Item, KnowledgeBase, current_knowledge_base
-from bot.knowledge_base.answers import next_paragraph_indices, referent_paragraph_indices
+from bot.knowledge_base.answers import distinctive_words, next_paragraph_indices, referent_paragraph_indices
 from bot.knowledge_base.suggestions import read_on_item
 from bot.replies import reply
 
@@ -28,7 +28,7 @@ WHOLE_ITEM_KINDS = ("faq", "about", "sources")  # answered whole: a follow-up an
 
 
 def follow_up_paragraphs(item: Item, more: bool, hits: Sequence[Dict[str, Any]], quoted: Sequence[int],
-                         last_quoted: Sequence[int]) -> Optional[List[int]]:
+                         last_quoted: Sequence[int], asked: Collection[str] = ()) -> Optional[List[int]]:
     """The paragraphs a follow-up quotes: for "meer" the next ones after all `quoted` in this
     conversation ([] when all were, or the item is one answered whole); for a question the ones just
     quoted (`last_quoted`, what "dat" points at) unless it matches another one clearly better, None
@@ -37,7 +37,7 @@ def follow_up_paragraphs(item: Item, more: bool, hits: Sequence[Dict[str, Any]],
         return [] if more else None
     if more:
         return next_paragraph_indices(item, quoted)
-    return referent_paragraph_indices(item, hits, last_quoted)
+    return referent_paragraph_indices(item, hits, last_quoted, asked)
 
 
 def next_item(kb: KnowledgeBase, hits: Sequence[Dict[str, Any]], answered: Sequence[str]) -> Optional[Item]:
@@ -86,7 +86,7 @@ class ActionAnswerFollowUp(Action):
             dispatcher.utter_message(text=reply("follow_up_without_context"))
             return []
         paragraphs = follow_up_paragraphs(item, more, search_hits(parse_data), quoted_paragraphs(tracker.events, item.id),
-                                          citation.get("paragraphs") or [])
+                                          citation.get("paragraphs") or [], distinctive_words(kb, parse_data.get("text") or ""))
         read_on = said_in_full_read_on(kb, item, search_hits(parse_data), context, tracker.events) if paragraphs == [] else None
         if read_on is not None:  # all of this item was said: where the article says more, or another item
             turn = answer_item(kb, read_on[0], parse_data.get("text") or "", search_hits(parse_data), context, read_on[1])

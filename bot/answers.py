@@ -59,7 +59,7 @@ def answer_item(
     paragraphs: Optional[Sequence[int]] = None,
 ) -> TurnMessages:
     """The article answer for `item`, and one "Uit onze winkel" line when a product fits `text`."""
-    turn = TurnMessages([article_answer(kb, item, hits, paragraphs)], [item.id])
+    turn = TurnMessages([article_answer(kb, item, hits, paragraphs, question=text)], [item.id])
     if not context.offers:
         return turn
     settings = product_settings()

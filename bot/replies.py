@@ -16,7 +16,7 @@ from babel.dates import format_date
 from bot import paths
 from bot.contract import CITATION
 from bot.knowledge_base import Item, KnowledgeBase
-from bot.knowledge_base.answers import relevant_paragraph_indices
+from bot.knowledge_base.answers import distinctive_words, relevant_paragraph_indices
 
 LOCALE = "nl_NL"
 SOURCE_LINE_PREFIX = "Bron: "
@@ -66,13 +66,15 @@ def item_text(
 
 def article_answer(
     kb: KnowledgeBase, item: Item, search_hits: Iterable[Dict[str, Any]] = (), paragraphs: Optional[Sequence[int]] = None,
-    safety_net: bool = True,
+    safety_net: bool = True, question: str = "",
 ) -> Dict[str, Any]:
     """The message answering with `item`: its text (the given paragraphs, else the relevant ones),
     the safety net for self-care answers (`safety_net=False` after a referral in the same turn: its
     "na 3 à 4 weken" would contradict "binnen een paar dagen"), the line `Bron: <citation>`, and the
-    item as structured metadata (`citation`: item, heading and the paragraphs quoted) next to that line."""
-    indices = list(relevant_paragraph_indices(item, search_hits) if paragraphs is None else paragraphs)
+    item as structured metadata (`citation`: item, heading and the paragraphs quoted) next to that line.
+    `question`: the text asked, for the paragraphs it names (relevant_paragraph_indices)."""
+    asked = distinctive_words(kb, question)
+    indices = list(relevant_paragraph_indices(item, search_hits, asked=asked) if paragraphs is None else paragraphs)
     template = "article_answer_with_safety_net" if item.self_care and safety_net else "article_answer"
     text = reply(template, answer=item_text(kb, item, paragraphs=indices), citation=item.citation)
     quoted = indices if item.kind not in ("about", "sources") else []

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.knowledge_base import ARTICLE_PATH, ArticleFormatError, build_knowledge_base, parse_article
-from bot.knowledge_base.answers import relevant_paragraphs
+from bot.knowledge_base.answers import distinctive_words, named_paragraph_indices, relevant_paragraph_indices, relevant_paragraphs
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "000_495560afdab6fe25.txt"
 
@@ -183,3 +183,18 @@ def test_relevant_paragraphs_follow_search(kb):
     assert relevant_paragraphs(section, []) == [section.paragraphs[0]]
     faq = kb.item("faq_best_exercises")
     assert relevant_paragraphs(faq, hits) == list(faq.paragraphs)
+
+
+def test_a_distinctive_word_only_one_paragraph_has_names_that_paragraph(kb):
+    therapies = kb.item("section_therapies")
+    laser = next(i for i, text in enumerate(therapies.paragraphs) if "lasertherapie" in text)
+    assert distinctive_words(kb, "Helpt lasertherapie bij rugpijn?") == {"lasertherapie"}  # "rugpijn" is everywhere
+    assert named_paragraph_indices(therapies, distinctive_words(kb, "Helpt lasertherapie bij rugpijn?")) == [laser]
+    assert named_paragraph_indices(therapies, distinctive_words(kb, "Wat is het DAVID Spine-programma?")) == [laser]
+    assert named_paragraph_indices(therapies, distinctive_words(kb, "welke oefeningen zijn goed bij rugpijn?")) == []  # no distinctive word
+    # the named paragraph comes before the search's best one, unless it was quoted already
+    hits = [{"item": "section_therapies", "paragraph": 1 - laser, "score": 0.9}]
+    assert relevant_paragraph_indices(therapies, hits, asked={"lasertherapie"}) == [laser]
+    assert relevant_paragraph_indices(therapies, hits) == [1 - laser]
+    assert relevant_paragraph_indices(therapies, hits, exclude=[laser], asked={"lasertherapie"}) == [1 - laser]
+    assert named_paragraph_indices(kb.item("faq_best_exercises"), {"buikspieroefeningen"}) == []  # one paragraph

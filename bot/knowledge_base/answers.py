@@ -1,9 +1,13 @@
 """Choose what an answer quotes: the relevant paragraph(s) of an item, not the whole section."""
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Sequence
+import re
+from collections import Counter
+from typing import Any, Collection, Dict, FrozenSet, Iterable, List, Sequence, Set
 
-from bot.knowledge_base.model import Item
+from spacy.lang.nl.stop_words import STOP_WORDS
+
+from bot.knowledge_base.model import Item, KnowledgeBase
 
 # A paragraph is quoted next to the best one when its score is this close to the best.
 SECOND_PARAGRAPH_MARGIN = 0.02
@@ -11,6 +15,12 @@ MAX_PARAGRAPHS = 2
 # A question about what was just said ("en werkt dat?") moves to another paragraph of the item only
 # when it matches that one this much better than the paragraphs just quoted.
 REFERENT_MARGIN = 0.02
+# A word of the question names a paragraph of the item when that paragraph alone in the item has
+# it and the word is distinctive: this long at least, not a Dutch stop word, in at most this many of
+# the article's paragraphs ("lasertherapie": one; "rugpijn": most).
+NAMING_WORD_MIN_LETTERS = 5
+DISTINCTIVE_MAX_PARAGRAPHS = 2
+WORD = re.compile(r"\w+")
 
 
 def paragraph_scores(item: Item, search_hits: Iterable[Dict[str, Any]]) -> Dict[int, float]:
@@ -22,19 +32,48 @@ def paragraph_scores(item: Item, search_hits: Iterable[Dict[str, Any]]) -> Dict[
     }
 
 
+def content_words(text: str) -> Set[str]:
+    """The lower-cased words of `text` that can name something (NAMING_WORD_MIN_LETTERS, no stop words)."""
+    return {word for word in WORD.findall(text.lower()) if len(word) >= NAMING_WORD_MIN_LETTERS and word not in STOP_WORDS}
+
+
+def distinctive_words(kb: KnowledgeBase, question: str) -> FrozenSet[str]:
+    """The question's words that only a few of the article's paragraphs contain."""
+    asked = content_words(question)
+    if not asked:
+        return frozenset()
+    counts = Counter(word for item in kb.items for paragraph in item.paragraphs for word in content_words(paragraph) & asked)
+    return frozenset(word for word, count in counts.items() if count <= DISTINCTIVE_MAX_PARAGRAPHS)
+
+
+def named_paragraph_indices(item: Item, asked: Collection[str]) -> List[int]:
+    """The paragraphs of `item` that the `asked` words (distinctive_words) name: each the only one in
+    the item that has such a word ("Helpt lasertherapie?" names the paragraph about laser therapy),
+    most named first."""
+    if not asked or len(item.paragraphs) < 2:
+        return []
+    holding = [content_words(paragraph) & set(asked) for paragraph in item.paragraphs]
+    named = {index: sum(1 for word in held if sum(word in other for other in holding) == 1) for index, held in enumerate(holding)}
+    return sorted((index for index, count in named.items() if count), key=lambda index: -named[index])
+
+
 def relevant_paragraph_indices(
-    item: Item, search_hits: Iterable[Dict[str, Any]], exclude: Sequence[int] = ()
+    item: Item, search_hits: Iterable[Dict[str, Any]], exclude: Sequence[int] = (), asked: Collection[str] = ()
 ) -> List[int]:
     """The indices of the item's paragraphs that best match the question, in article order.
 
     `search_hits` are the `article_search` entries of the parse result (item, paragraph, score).
-    Without a hit for this item the first paragraph not in `exclude` is quoted; FAQ answers are
-    quoted whole. `exclude`: paragraphs already quoted in this conversation (a follow-up).
+    The paragraphs the question names by a distinctive word only they have (`asked`, from
+    distinctive_words) are quoted; else the best hits; without a hit for this item the first
+    paragraph not in `exclude`. FAQ answers are quoted whole. `exclude`: paragraphs already quoted in this conversation (a follow-up).
     """
     if not item.paragraphs:
         return []
     if item.kind == "faq":
         return list(range(len(item.paragraphs)))
+    named = [index for index in named_paragraph_indices(item, asked) if index not in exclude]
+    if named:
+        return sorted(named[:MAX_PARAGRAPHS])
     scores = {index: score for index, score in paragraph_scores(item, search_hits).items() if index not in exclude}
     if not scores:
         fresh = [index for index in range(len(item.paragraphs)) if index not in exclude]
@@ -56,12 +95,16 @@ def next_paragraph_indices(item: Item, quoted: Sequence[int], count: int = MAX_P
     return (following + earlier)[:count]
 
 
-def referent_paragraph_indices(item: Item, search_hits: Sequence[Dict[str, Any]], referent: Sequence[int]) -> List[int]:
+def referent_paragraph_indices(item: Item, search_hits: Sequence[Dict[str, Any]], referent: Sequence[int],
+                               asked: Collection[str] = ()) -> List[int]:
     """A question about what was just said ("en werkt dat?", "voor wie is dat?"): the paragraphs
-    just quoted (`referent`), where "dat" points, unless the question matches another paragraph of
-    the item better by REFERENT_MARGIN (it names an aspect said elsewhere in the item). A paragraph
-    not among the hits scores at most the lowest hit."""
+    just quoted (`referent`), where "dat" points, unless the question names paragraphs of the item
+    (named_paragraph_indices) or matches another one better by REFERENT_MARGIN (it asks about an
+    aspect said elsewhere in the item). A paragraph not among the hits scores at most the lowest hit."""
     referent = [index for index in referent if 0 <= index < len(item.paragraphs)]
+    named = named_paragraph_indices(item, asked)
+    if named:
+        return sorted(named[:MAX_PARAGRAPHS])
     if not referent:
         return relevant_paragraph_indices(item, search_hits)
     scores = paragraph_scores(item, search_hits)
