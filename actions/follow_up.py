@@ -29,12 +29,12 @@ WHOLE_ITEM_KINDS = ("faq", "about", "sources")  # answered whole: a follow-up an
 
 def follow_up_paragraphs(item: Item, more: bool, hits: Sequence[Dict[str, Any]], quoted: Sequence[int],
                          last_quoted: Sequence[int], asked: Collection[str] = ()) -> Optional[List[int]]:
-    """The paragraphs a follow-up quotes: for "meer" the next ones after all `quoted` in this
-    conversation ([] when all were, or the item is one answered whole); for a question the ones just
-    quoted (`last_quoted`, what "dat" points at) unless it matches another one clearly better, None
-    (all of it) for the items answered whole."""
+    """The paragraphs a follow-up quotes: None (all of it) for the items answered whole; for "meer"
+    the next ones after all `quoted` in this conversation ([] when all were); for a question the
+    ones just quoted (`last_quoted`, what "dat" points at) unless it names or matches another one
+    clearly better."""
     if item.kind in WHOLE_ITEM_KINDS:
-        return [] if more else None
+        return None
     if more:
         return next_paragraph_indices(item, quoted)
     return referent_paragraph_indices(item, hits, last_quoted, asked)
@@ -49,15 +49,16 @@ def next_item(kb: KnowledgeBase, hits: Sequence[Dict[str, Any]], answered: Seque
     return None
 
 
-def said_in_full_read_on(kb: KnowledgeBase, item: Item, hits: Sequence[Dict[str, Any]], context: TurnContext,
-                         events: List[Dict[str, Any]]) -> Optional[Tuple[Item, Optional[List[int]]]]:
+def read_on_after(kb: KnowledgeBase, item: Item, hits: Sequence[Dict[str, Any]], context: TurnContext,
+                  events: List[Dict[str, Any]], answered_whole: bool) -> Optional[Tuple[Item, Optional[List[int]]]]:
     """"Meer" when all of `item` was said: the section `read_on` names for it (data/suggestions.yml),
-    from its first paragraphs not yet quoted, else the best matching item not yet answered (its
-    relevant paragraphs: None); None when there is neither."""
+    from its first paragraphs not yet quoted; else, after a section quoted to its end, the best
+    matching item not yet answered (its relevant paragraphs: None). None when there is neither: an
+    item answered whole is then said again, a section gets "nothing more"."""
     read_on = kb.item(read_on_item(kb, item.id, context.answered) or "")
     if read_on is not None:
         return read_on, next_paragraph_indices(read_on, quoted_paragraphs(events, read_on.id))
-    elsewhere = next_item(kb, hits, context.answered)
+    elsewhere = None if answered_whole else next_item(kb, hits, context.answered)
     return (elsewhere, None) if elsewhere is not None else None
 
 
@@ -87,7 +88,7 @@ class ActionAnswerFollowUp(Action):
             return []
         paragraphs = follow_up_paragraphs(item, more, search_hits(parse_data), quoted_paragraphs(tracker.events, item.id),
                                           citation.get("paragraphs") or [], distinctive_words(kb, parse_data.get("text") or ""))
-        read_on = said_in_full_read_on(kb, item, search_hits(parse_data), context, tracker.events) if paragraphs == [] else None
+        read_on = read_on_after(kb, item, search_hits(parse_data), context, tracker.events, paragraphs is None) if more and not paragraphs else None
         if read_on is not None:  # all of this item was said: where the article says more, or another item
             turn = answer_item(kb, read_on[0], parse_data.get("text") or "", search_hits(parse_data), context, read_on[1])
             offer = suggestions(kb, turn.items, context)
