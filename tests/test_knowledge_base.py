@@ -198,3 +198,13 @@ def test_a_distinctive_word_only_one_paragraph_has_names_that_paragraph(kb):
     assert relevant_paragraph_indices(therapies, hits) == [1 - laser]
     assert relevant_paragraph_indices(therapies, hits, exclude=[laser], asked={"lasertherapie"}) == [1 - laser]
     assert named_paragraph_indices(kb.item("faq_best_exercises"), {"buikspieroefeningen"}) == []  # one paragraph
+
+
+def test_the_answer_helpers_load_no_nlp_library():
+    """The staff consumer and the action server import these helpers: spaCy would pull in thinc,
+    torch and TensorFlow (14 s and hundreds of MB per process)."""
+    import subprocess
+    import sys
+
+    code = "import sys, bot.knowledge_base.answers, bot.staff.consumer; print(sorted(m for m in ('spacy', 'torch', 'tensorflow') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

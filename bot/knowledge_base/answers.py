@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Collection, Dict, FrozenSet, Iterable, List, Sequence, Set
-
-from spacy.lang.nl.stop_words import STOP_WORDS
 
 from bot.knowledge_base.model import Item, KnowledgeBase
 
@@ -32,9 +32,19 @@ def paragraph_scores(item: Item, search_hits: Iterable[Dict[str, Any]]) -> Dict[
     }
 
 
+STOP_WORDS_FILE = Path(__file__).with_name("stop_words.txt")
+
+
+@lru_cache(maxsize=None)
+def stop_words() -> FrozenSet[str]:
+    """Dutch stop words (stop_words.txt: spaCy's list as data, so that no process loads spaCy for it)."""
+    lines = STOP_WORDS_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
 def content_words(text: str) -> Set[str]:
     """The lower-cased words of `text` that can name something (NAMING_WORD_MIN_LETTERS, no stop words)."""
-    return {word for word in WORD.findall(text.lower()) if len(word) >= NAMING_WORD_MIN_LETTERS and word not in STOP_WORDS}
+    return {word for word in WORD.findall(text.lower()) if len(word) >= NAMING_WORD_MIN_LETTERS and word not in stop_words()}
 
 
 def distinctive_words(kb: KnowledgeBase, question: str) -> FrozenSet[str]:
