@@ -36,7 +36,9 @@ from bot.staff.notifiers import MatrixSettings, SlackNotifier
 from bot.staff.outbox import Outbox, SharedOutbox, outbox_for
 from bot.staff.rate_limit import NoticeLimiter, RedisNoticeLimiter, limiter_for
 from bot.stores.backends import SharedRedis, shared_redis, shared_sql_url
-from bot.stores.tracker_store import PrivateSQLTrackerStore, TrackerStoreUnavailable
+from bot.stores import tracker_store
+from bot.stores.tracker_store import PING_AFTER_IDLE_S, PrivateSQLTrackerStore, TrackerStoreUnavailable
+from bot.stores.tracker_store import ping as tracker_store_ping
 from fault_tools import (
     TcpProxy, WebhookRecorder, delete_redis_keys, lock_store_section, postgres_database, postgres_url,
     tracker_store_section, unique_name,
@@ -247,6 +249,36 @@ def test_on_postgresql_an_erasure_also_deletes_the_shared_notices_and_an_outage_
         outbox.close()
         store.engine.dispose()
         proxy.close()
+
+
+def test_a_connection_the_database_dropped_while_idle_is_replaced_and_a_busy_one_is_not_pinged(database, monkeypatch):
+    """No `pool_pre_ping` round trip per checkout: a connection back in the pool within
+    PING_AFTER_IDLE_S is used as it is; one idle longer is pinged, and replaced when the database
+    closed it (as a restart does), so the read after it succeeds."""
+    pings: List[object] = []
+    monkeypatch.setattr(tracker_store, "ping", lambda connection: (pings.append(connection), tracker_store_ping(connection)))
+    store = PrivateSQLTrackerStore(DOMAIN, dialect="postgresql", host="127.0.0.1", port=5432, db=database,
+                                   username="postgres", password="")
+    admin = sa.create_engine(postgres_url(database))
+    sender = unique_name("stil")
+    try:
+        assert not store.engine.pool._pre_ping
+        asyncio.run(store.save(DialogueStateTracker.from_events(sender, [UserUttered("hallo")], slots=DOMAIN.slots)))
+        for _ in range(3):
+            assert asyncio.run(store.retrieve(sender)) is not None
+        assert pings == []
+        with admin.connect() as connection:
+            closed = connection.execute(sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()"
+            ), {"db": database}).fetchall()
+        assert closed  # the store's pooled connection among them
+        time.sleep(PING_AFTER_IDLE_S + 0.2)
+        tracker = asyncio.run(store.retrieve(sender))
+        assert [event.text for event in tracker.events if isinstance(event, UserUttered)] == ["hallo"]
+        assert len(pings) == 1  # the dropped connection; its replacement is new and not pinged
+    finally:
+        store.engine.dispose()
+        admin.dispose()
 
 
 def test_retention_purges_and_erases_the_shared_notices(database):

@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import BotUttered, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
@@ -74,3 +75,24 @@ def test_errors_hide_the_events_and_deleted_rows_are_overwritten(store):
     assert store.engine.hide_parameters
     with store.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
+
+
+def test_a_turn_read_and_saved_adds_its_new_events_once_without_counting_the_stored_ones(store):
+    save(store, DialogueStateTracker.from_events("visitor", [UserUttered("hallo"), BotUttered("Hoi!")], slots=DOMAIN.slots))
+    statements = []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda conn, cursor, statement, *rest: statements.append(statement))
+    tracker = asyncio.run(store.retrieve("visitor"))
+    tracker.update(UserUttered("welke oefeningen helpen?"))
+    tracker.update(BotUttered("Wandelen."))
+    save(store, tracker)
+    tracker.update(BotUttered("Nog iets?"))
+    save(store, tracker)  # the same tracker saved again: only what is new since the first save
+    assert [event.get("text") for event in rows(store, "visitor")] == [
+        "hallo", "Hoi!", "welke oefeningen helpen?", "Wandelen.", "Nog iets?"]
+    assert not [statement for statement in statements if "count(" in statement.lower()]
+    # a tracker that was not read from the store: its stored events are counted, as Rasa does
+    statements.clear()
+    events = [event for event in tracker.events] + [BotUttered("Tot ziens.")]
+    save(store, DialogueStateTracker.from_events("visitor", events, slots=DOMAIN.slots))
+    assert [event.get("text") for event in rows(store, "visitor")][-2:] == ["Nog iets?", "Tot ziens."]
+    assert [statement for statement in statements if "count(" in statement.lower()]
