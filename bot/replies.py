@@ -73,8 +73,8 @@ def article_answer(
     "na 3 à 4 weken" would contradict "binnen een paar dagen"), the line `Bron: <citation>`, and the
     item as structured metadata (`citation`: item, heading and the paragraphs quoted) next to that line.
     `question`: the text asked, for the paragraphs it names (relevant_paragraph_indices)."""
-    asked = distinctive_words(kb, question)
-    indices = list(relevant_paragraph_indices(item, search_hits, asked=asked) if paragraphs is None else paragraphs)
+    indices = list(paragraphs if paragraphs is not None else
+                   relevant_paragraph_indices(item, search_hits, asked=distinctive_words(kb, question)))
     template = "article_answer_with_safety_net" if item.self_care and safety_net else "article_answer"
     text = reply(template, answer=item_text(kb, item, paragraphs=indices), citation=item.citation)
     quoted = indices if item.kind not in ("about", "sources") else []

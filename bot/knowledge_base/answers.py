@@ -5,7 +5,7 @@ import re
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Collection, Dict, FrozenSet, Iterable, List, Sequence, Set
+from typing import Any, Collection, Dict, FrozenSet, Iterable, List, Sequence
 
 from bot.knowledge_base.model import Item, KnowledgeBase
 
@@ -42,9 +42,16 @@ def stop_words() -> FrozenSet[str]:
     return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
-def content_words(text: str) -> Set[str]:
+def content_words(text: str) -> FrozenSet[str]:
     """The lower-cased words of `text` that can name something (NAMING_WORD_MIN_LETTERS, no stop words)."""
-    return {word for word in WORD.findall(text.lower()) if len(word) >= NAMING_WORD_MIN_LETTERS and word not in stop_words()}
+    return frozenset(word for word in WORD.findall(text.lower()) if len(word) >= NAMING_WORD_MIN_LETTERS and word not in stop_words())
+
+
+@lru_cache(maxsize=4096)
+def paragraph_words(paragraph: str) -> FrozenSet[str]:
+    """`content_words` of an article paragraph, remembered (every answer reads the whole article; a
+    visitor's text is never remembered)."""
+    return content_words(paragraph)
 
 
 def distinctive_words(kb: KnowledgeBase, question: str) -> FrozenSet[str]:
@@ -52,19 +59,20 @@ def distinctive_words(kb: KnowledgeBase, question: str) -> FrozenSet[str]:
     asked = content_words(question)
     if not asked:
         return frozenset()
-    counts = Counter(word for item in kb.items for paragraph in item.paragraphs for word in content_words(paragraph) & asked)
+    counts = Counter(word for item in kb.items for paragraph in item.paragraphs for word in paragraph_words(paragraph) & asked)
     return frozenset(word for word, count in counts.items() if count <= DISTINCTIVE_MAX_PARAGRAPHS)
 
 
-def named_paragraph_indices(item: Item, asked: Collection[str]) -> List[int]:
+def named_paragraph_indices(item: Item, asked: Collection[str], exclude: Collection[int] = ()) -> List[int]:
     """The paragraphs of `item` that the `asked` words (distinctive_words) name: each the only one in
     the item that has such a word ("Helpt lasertherapie?" names the paragraph about laser therapy),
-    most named first."""
+    the most named MAX_PARAGRAPHS of them not in `exclude`, in article order."""
     if not asked or len(item.paragraphs) < 2:
         return []
-    holding = [content_words(paragraph) & set(asked) for paragraph in item.paragraphs]
+    holding = [paragraph_words(paragraph) & frozenset(asked) for paragraph in item.paragraphs]
     named = {index: sum(1 for word in held if sum(word in other for other in holding) == 1) for index, held in enumerate(holding)}
-    return sorted((index for index, count in named.items() if count), key=lambda index: -named[index])
+    most_named = sorted((index for index, count in named.items() if count and index not in exclude), key=lambda index: -named[index])
+    return sorted(most_named[:MAX_PARAGRAPHS])
 
 
 def relevant_paragraph_indices(
@@ -75,15 +83,16 @@ def relevant_paragraph_indices(
     `search_hits` are the `article_search` entries of the parse result (item, paragraph, score).
     The paragraphs the question names by a distinctive word only they have (`asked`, from
     distinctive_words) are quoted; else the best hits; without a hit for this item the first
-    paragraph not in `exclude`. FAQ answers are quoted whole. `exclude`: paragraphs already quoted in this conversation (a follow-up).
+    paragraph not in `exclude`. FAQ answers are quoted whole. `exclude`: paragraphs already quoted
+    in this conversation (a follow-up).
     """
     if not item.paragraphs:
         return []
     if item.kind == "faq":
         return list(range(len(item.paragraphs)))
-    named = [index for index in named_paragraph_indices(item, asked) if index not in exclude]
+    named = named_paragraph_indices(item, asked, exclude)
     if named:
-        return sorted(named[:MAX_PARAGRAPHS])
+        return named
     scores = {index: score for index, score in paragraph_scores(item, search_hits).items() if index not in exclude}
     if not scores:
         fresh = [index for index in range(len(item.paragraphs)) if index not in exclude]
@@ -114,7 +123,7 @@ def referent_paragraph_indices(item: Item, search_hits: Sequence[Dict[str, Any]]
     referent = [index for index in referent if 0 <= index < len(item.paragraphs)]
     named = named_paragraph_indices(item, asked)
     if named:
-        return sorted(named[:MAX_PARAGRAPHS])
+        return named
     if not referent:
         return relevant_paragraph_indices(item, search_hits)
     scores = paragraph_scores(item, search_hits)
