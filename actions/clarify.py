@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Text
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
+from bot.answers import not_covered_message
 from bot.contract import intent_ranking, search_hits
 from bot.knowledge_base import current_knowledge_base
 from bot.replies import reply
@@ -28,7 +29,8 @@ def candidate_items(ranking: List[Dict[str, Any]], hits: List[Dict[str, Any]], k
 
 
 class ActionClarify(Action):
-    """Runs on `nlu_fallback`: offers the likely topics as buttons, or explains what it can answer."""
+    """Runs on `nlu_fallback`: offers the likely topics as buttons, or explains what it can answer
+    (or that the article does not cover the topic asked about, data/not_covered.yml)."""
 
     def name(self) -> Text:
         return "action_clarify"
@@ -38,6 +40,10 @@ class ActionClarify(Action):
     ) -> List[Dict[Text, Any]]:
         kb = current_knowledge_base()
         parse_data = tracker.latest_message
+        uncovered = not_covered_message(parse_data.get("text") or "")
+        if uncovered is not None:  # no topic of the article to offer: it does not cover this
+            dispatcher.utter_message(**uncovered)
+            return []
         options = candidate_items(intent_ranking(parse_data), search_hits(parse_data), kb.item_ids)
         if not options:
             dispatcher.utter_message(text=reply("fallback"))

@@ -8,7 +8,9 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.answers import MIN_QUESTION_SCORE, TurnContext, TurnMessages, answer_item, present_products, suggestions, turn_context
+from bot.answers import (
+    MIN_QUESTION_SCORE, TurnContext, TurnMessages, answer_item, not_covered_message, present_products, suggestions, turn_context,
+)
 from bot.contract import (
     ASK_MORE,
     PRODUCTS_MENTIONED_SLOT,
@@ -65,7 +67,8 @@ def read_on_after(kb: KnowledgeBase, item: Item, hits: Sequence[Dict[str, Any]],
 class ActionAnswerFollowUp(Action):
     """Runs on `ask_more` and `follow_up`: answers from the item the conversation last answered
     (a question after an answer that presented products: about those products), or asks what the
-    question is about when nothing was answered yet."""
+    question is about when nothing was answered yet; a question about a topic the article does not
+    cover ("en wordt dat vergoed?", data/not_covered.yml) is told so."""
 
     def name(self) -> Text:
         return "action_answer_follow_up"
@@ -77,6 +80,10 @@ class ActionAnswerFollowUp(Action):
         context = turn_context(tracker)
         parse_data = tracker.latest_message
         more = intent_name(parse_data) == ASK_MORE
+        uncovered = None if more else not_covered_message(parse_data.get("text") or "")
+        if uncovered is not None:  # "en wordt dat vergoed?": the article does not say
+            dispatcher.utter_message(**uncovered)
+            return []
         if not more and last_answer_is_product(tracker.events) and context.offers:
             for message in present_products(kb, last_products(tracker.events)).messages:
                 dispatcher.utter_message(**message)

@@ -7,7 +7,8 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.answers import answer_questions, present_products, suggestions, turn_context
+from bot.answers import answer_questions, not_covered_message, present_products, suggestions, turn_context
+from bot.coverage import topic_words
 from bot.contract import ARTICLE_QUESTIONS, ESCALATION_LEVEL_SLOT, PRODUCTS_MENTIONED_SLOT, last_products
 from bot.knowledge_base import current_knowledge_base
 from bot.products import product_settings, products_named, words_of
@@ -15,11 +16,17 @@ from bot.levels import NONE, escalates
 from bot.replies import reply
 
 
+# The topic of data/not_covered.yml that lists the aids the article sells none of: "verkopen jullie
+# een matras?" is answered with the products the article has.
+AIDS_TOPIC = "aids"
+
+
 class ActionAnswerProduct(Action):
     """What a product is, its price and the discount; or that the article has no such product.
     A question that names no product ("wat kost het?") is about the products the previous answer
     presented. Never once the conversation was escalated (policy, behaviour 5): then it says why
-    not. A message that also asks about the article gets each question answered in order."""
+    not. A message that also asks about the article gets each question answered in order. An order,
+    a size or a treatment's price (data/not_covered.yml): the article does not say."""
 
     def name(self) -> Text:
         return "action_answer_product"
@@ -38,7 +45,11 @@ class ActionAnswerProduct(Action):
         text = tracker.latest_message.get("text") or ""
         words = words_of(text)
         named = products_named(text, kb.products, settings)
-        other_thing = words & set(settings["not_in_article_words"] + settings["medication_words"])
+        other_thing = words & (topic_words(AIDS_TOPIC) | set(settings["medication_words"]))
+        uncovered = not_covered_message(text)
+        if uncovered is not None and not other_thing:  # an order, a size, a treatment's price: not in the article
+            dispatcher.utter_message(**uncovered)
+            return []
         if not named and not other_thing:
             named = [product for product in kb.products if product.id in last_products(tracker.events)]
         if not named and not other_thing and words & set(settings["shop_words"]):

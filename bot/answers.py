@@ -1,11 +1,13 @@
 """The messages of one answering turn, shared by the answering actions: an article answer with at
-most one product line, several questions answered one by one, and the suggested next questions.
+most one product line, several questions answered one by one, that the article does not cover a
+topic (bot/coverage.py), and the suggested next questions.
 Each message is the keyword arguments of one `dispatcher.utter_message`. Imports nothing of Rasa."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
+from bot.coverage import uncovered_topic
 from bot.contract import ESCALATION_LEVEL_SLOT, PRODUCT, PRODUCTS_MENTIONED_SLOT, SUGGESTIONS, answered_items
 from bot.knowledge_base import Item, KnowledgeBase
 from bot.knowledge_base.suggestions import suggested_items
@@ -93,11 +95,16 @@ def question_item(kb: KnowledgeBase, question: Dict[str, Any], intent_item: Opti
 def answer_questions(
     kb: KnowledgeBase, questions: Sequence[Dict[str, Any]], intent_item: Optional[str], context: TurnContext
 ) -> TurnMessages:
-    """Each question of a several-question message answered on its own, in the order asked: the
-    products it names, else its article item, else that the article has no answer to it."""
+    """Each question of a several-question message answered on its own, in the order asked: that
+    the article does not cover its topic (data/not_covered.yml), else the products it names, else
+    its article item, else that the article has no answer to it."""
     turn = TurnMessages()
     settings = product_settings()
     for question in questions:
+        topic = uncovered_topic(question["text"])
+        if topic is not None:
+            turn.messages.append({"text": reply("question_not_covered", question=question["text"], hint=topic.hint).strip()})
+            continue
         named = products_named(question["text"], kb.products, settings) if context.offers else []
         if named:
             turn.extend(present_products(kb, [p.id for p in named]))
@@ -109,6 +116,12 @@ def answer_questions(
         mentioned = [*context.products_mentioned, *turn.products]
         turn.extend(answer_item(kb, item, question["text"], question.get("hits") or [], TurnContext(context.escalated, context.staff, mentioned)))
     return turn
+
+
+def not_covered_message(text: str) -> Optional[Dict[str, Any]]:
+    """The message that the article does not cover what `text` asks about (data/not_covered.yml), if so."""
+    topic = uncovered_topic(text)
+    return None if topic is None else {"text": reply("not_covered", hint=topic.hint).strip()}
 
 
 def suggestions(kb: KnowledgeBase, answered_now: Sequence[str], context: TurnContext) -> Optional[Dict[str, Any]]:

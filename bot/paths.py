@@ -22,6 +22,7 @@ NLU_DATA_DIR = DATA_DIR / "nlu"
 ARTICLE_NLU = NLU_DATA_DIR / "article.yml"
 ARTICLE_RULES = DATA_DIR / "article_rules.yml"
 PRODUCTS = DATA_DIR / "products.yml"
+NOT_COVERED = DATA_DIR / "not_covered.yml"  # topics the article does not answer (bot/coverage.py)
 SUGGESTIONS = DATA_DIR / "suggestions.yml"
 
 KNOWLEDGE_BASE = MODELS_DIR / "knowledge_base.json"

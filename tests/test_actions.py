@@ -210,3 +210,32 @@ async def test_configured_link_is_shown(executor, domain, monkeypatch):
     monkeypatch.setattr(products, "product_settings", lambda: settings)
     result = await run(executor, domain, "action_answer_product", text="wat kost het posture shirt?", intent="ask_product")
     assert result["responses"][0]["text"].endswith("Lees meer: https://winkel.example/shirt")
+
+
+async def test_a_question_the_article_does_not_cover_is_told_so_instead_of_the_nearest_item(executor, domain):
+    result = await run(executor, domain, "action_answer_from_article", text="Wordt fysiotherapie vergoed door mijn zorgverzekering?",
+                       intent="section_therapies", search=[{"item": "section_therapies", "paragraph": 0, "score": 0.9}])
+    texts = [response["text"] for response in result["responses"]]
+    assert texts == ["Daarover staat niets in het artikel, dus daar kan ik je geen antwoord op geven. "
+                     "Wat je zorgverzekering vergoedt, kan je zorgverzekeraar je vertellen."]
+    assert not any(response.get("citation") for response in result["responses"])
+
+
+async def test_of_two_questions_the_one_the_article_does_not_cover_is_told_so_the_other_answered(executor, domain):
+    state = tracker(text="welke oefeningen helpen en wat helpt tegen nekpijn?", intent="faq_best_exercises")
+    state["latest_message"]["article_questions"] = [
+        {"text": "welke oefeningen helpen", "hits": [{"item": "faq_best_exercises", "paragraph": 0, "score": 0.9}]},
+        {"text": "wat helpt tegen nekpijn?", "hits": [{"item": "faq_relieve_yourself", "paragraph": 0, "score": 0.9}]},
+    ]
+    result = await executor.run({"next_action": "action_answer_from_article", "sender_id": "t", "tracker": state,
+                                 "domain": domain, "version": "3.6.2"})
+    answers = [response for response in result["responses"] if not response.get("buttons")]
+    assert answers[0]["citation"]["item"] == "faq_best_exercises"
+    assert answers[1]["text"] == 'Op je vraag "wat helpt tegen nekpijn?" geeft het artikel geen antwoord. Het artikel gaat alleen over rugpijn.'
+
+
+async def test_an_order_question_about_a_product_gets_no_product_line(executor, domain):
+    result = await run(executor, domain, "action_answer_product", text="kan ik mijn posture shirt retourneren?", intent="ask_product")
+    texts = [response["text"] for response in result["responses"]]
+    assert len(texts) == 1 and texts[0].startswith("Daarover staat niets in het artikel") and "winkel" in texts[0]
+    assert "€" not in texts[0]

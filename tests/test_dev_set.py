@@ -39,7 +39,7 @@ def test_dev_set_top1_through_rest(stack):
 
 # The second dev set (130 questions, 30 follow-up conversations; article-only author, never edited):
 # floors just under what the assistant scores now (README "Accuracy"); the goal is 97 %.
-MIN_SECOND_SET_QUESTIONS = 0.83
+MIN_SECOND_SET_QUESTIONS = 0.86  # 115/130 measured with data/not_covered.yml (109 before); 3 below for seed noise
 MIN_SECOND_SET_CONVERSATIONS = 0.80
 
 

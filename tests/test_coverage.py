@@ -1,0 +1,50 @@
+"""bot/coverage.py with data/not_covered.yml: questions about topics the article does not answer."""
+from __future__ import annotations
+
+import pytest
+
+from bot.coverage import UncoveredTopic, uncovered_topic
+
+
+@pytest.mark.parametrize("text, topic", [
+    ("Wat helpt tegen nekpijn?", "other_complaint"),
+    ("mijn knie doet pijn na het hardlopen", "other_complaint"),
+    ("what helps against a headache?", "other_complaint"),
+    ("Wordt fysiotherapie vergoed door mijn zorgverzekering?", "reimbursement"),
+    ("valt dit onder mijn eigen risico?", "reimbursement"),
+    ("Wat kost een behandeling bij de fysiotherapeut?", "treatment_costs"),
+    ("hoeveel moet ik betalen voor het DAVID Spine-programma", "treatment_costs"),
+    ("Waar blijft mijn bestelling?", "orders"),
+    ("kan ik het shirt retourneren", "orders"),
+    ("Welke maat shirt moet ik nemen?", "sizes"),
+    ("Helpt kinesiotape bij rugpijn?", "aids"),
+    ("welk matras is het beste voor mijn rug", "aids"),
+])
+def test_a_question_about_a_topic_the_article_does_not_cover_is_recognised(text, topic):
+    found = uncovered_topic(text)
+    assert found is not None and found.id == topic
+
+
+@pytest.mark.parametrize("text", [
+    "Welke oefeningen helpen bij rugpijn?",
+    "ik heb pijn in mijn nek en mijn onderrug, wat kan ik doen?",  # the back too: the article's subject
+    "krijg ik bij de fysio een plan op maat?",  # "op maat" is no size
+    "ik ben bezorgd over mijn rugpijn",  # worried, not delivered
+    "Helpt warmte tegen de pijn?",  # the article says it does
+    "Wat kost het zitkussen?",  # the article gives the products' prices
+    "Wat is fysiotherapie?",
+    "",
+])
+def test_questions_the_article_answers_are_not_taken_for_one(text):
+    assert uncovered_topic(text) is None
+
+
+def test_a_topic_applies_by_whole_words_prefixes_or_one_word_of_each_group_unless_a_word_keeps_it_in_scope():
+    topic = UncoveredTopic("t", words=frozenset({"nek"}), prefixes=("vergoed",),
+                           all_of=(frozenset({"kost"}), frozenset({"sessie"})), unless=frozenset({"rug"}))
+    assert uncovered_topic("mijn nek", [topic]) is topic
+    assert uncovered_topic("nekken", [topic]) is None  # whole words only
+    assert uncovered_topic("wordt het vergoed?", [topic]) is topic  # vergoed, vergoeding, vergoedt
+    assert uncovered_topic("wat kost een sessie", [topic]) is topic
+    assert uncovered_topic("wat kost het", [topic]) is None
+    assert uncovered_topic("mijn nek en mijn rug", [topic]) is None
