@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
+from bot import paths
 from bot.coverage import UncoveredTopic, uncovered_topic
+
+NEAR_TOPIC_SET = paths.TESTS_DIR / "near_topic_set.yml"
 
 
 @pytest.mark.parametrize("text, topic", [
@@ -48,3 +52,15 @@ def test_a_topic_applies_by_whole_words_prefixes_or_one_word_of_each_group_unles
     assert uncovered_topic("wat kost een sessie", [topic]) is topic
     assert uncovered_topic("wat kost het", [topic]) is None
     assert uncovered_topic("mijn nek en mijn rug", [topic]) is None
+
+
+def test_on_a_held_out_set_no_answerable_question_is_caught_and_some_unanswerable_ones_are():
+    """tests/near_topic_set.yml: written from the article alone after data/not_covered.yml, never
+    used to tune it (README "Accuracy", footnote 5). Measured: 0 of 40 answerable caught, 15 of 40
+    unanswerable recognised."""
+    data = yaml.safe_load(NEAR_TOPIC_SET.read_text(encoding="utf-8"))
+    assert len(data["answerable"]) == len(data["unanswerable"]) == 40
+    caught = [text for text in data["answerable"] if uncovered_topic(text) is not None]
+    assert caught == []
+    recognised = [text for text in data["unanswerable"] if uncovered_topic(text) is not None]
+    assert len(recognised) >= 15
