@@ -7,7 +7,9 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.answers import TurnMessages, answer_item, answer_questions, not_covered_message, suggestions, turn_context
+from bot.answers import (
+    TurnMessages, answer_item, answer_questions, not_covered_message, sign_question_item, suggestions, turn_context,
+)
 from bot.contract import ARTICLE_ITEM, ARTICLE_QUESTIONS, PRODUCTS_MENTIONED_SLOT, intent_name, search_hits
 from bot.knowledge_base import current_knowledge_base
 from bot.replies import reply
@@ -18,7 +20,8 @@ class ActionAnswerFromArticle(Action):
     "Uit onze winkel" line when a product fits, and up to three related questions as buttons
     (never once the conversation escalated, never to staff). A message that asks several
     questions gets each answered on its own, in the order asked. A question about a topic the
-    article does not cover (data/not_covered.yml) is told so instead of getting the nearest item."""
+    article does not cover (data/not_covered.yml) is told so instead of getting the nearest item;
+    one about warning signs as such gets the article's answer to when to see a professional."""
 
     def name(self) -> Text:
         return "action_answer_from_article"
@@ -30,7 +33,8 @@ class ActionAnswerFromArticle(Action):
         parse_data = tracker.latest_message
         context = turn_context(tracker)
         questions = parse_data.get(ARTICLE_QUESTIONS) or []
-        item = kb.item(parse_data.get(ARTICLE_ITEM) or "") or kb.item(intent_name(parse_data) or "")
+        item = sign_question_item(kb, parse_data, detected=False) if not questions else None  # "welke alarmsignalen?"
+        item = item or kb.item(parse_data.get(ARTICLE_ITEM) or "") or kb.item(intent_name(parse_data) or "")
         uncovered = None if questions else not_covered_message(parse_data.get("text") or "")
         if uncovered is not None:  # the nearest item would answer what the article does not say
             dispatcher.utter_message(**uncovered)

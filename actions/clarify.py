@@ -6,10 +6,10 @@ from typing import Any, Dict, List, Text
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.answers import not_covered_message
+from bot.answers import not_covered_message, sign_question_item
 from bot.contract import intent_ranking, search_hits
 from bot.knowledge_base import current_knowledge_base
-from bot.replies import reply
+from bot.replies import article_answer, reply
 
 MAX_OPTIONS = 3
 # An intent below this confidence, or a paragraph below this cosine, is not offered as an option.
@@ -30,7 +30,8 @@ def candidate_items(ranking: List[Dict[str, Any]], hits: List[Dict[str, Any]], k
 
 class ActionClarify(Action):
     """Runs on `nlu_fallback`: offers the likely topics as buttons, or explains what it can answer
-    (or that the article does not cover the topic asked about, data/not_covered.yml)."""
+    (or that the article does not cover the topic asked about, data/not_covered.yml; a question
+    about warning signs gets the article's answer to when to see a professional)."""
 
     def name(self) -> Text:
         return "action_clarify"
@@ -43,6 +44,10 @@ class ActionClarify(Action):
         uncovered = not_covered_message(parse_data.get("text") or "")
         if uncovered is not None:  # no topic of the article to offer: it does not cover this
             dispatcher.utter_message(**uncovered)
+            return []
+        signs_item = sign_question_item(kb, parse_data)
+        if signs_item is not None:  # "wat als de pijn 's nachts erger wordt?": when to get help
+            dispatcher.utter_message(**article_answer(kb, signs_item, search_hits(parse_data), question=parse_data.get("text") or ""))
             return []
         options = candidate_items(intent_ranking(parse_data), search_hits(parse_data), kb.item_ids)
         if not options:

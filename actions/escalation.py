@@ -20,6 +20,7 @@ from bot.contract import (
     search_hits,
     warning_signs,
 )
+from bot.answers import sign_question_item
 from bot.knowledge_base import KnowledgeBase, current_knowledge_base
 from bot.levels import NONE, escalates, is_urgent, level_rank, max_level
 from bot.referral import decide_escalation, escalation_metadata, referral_text
@@ -59,6 +60,7 @@ class ActionEscalate(Action):
                 tracker.get_slot(WARNING_SIGNS_SLOT) or [], earlier_warning_signs(tracker.events), warning_signs(parse_data)
             )
         if escalation is None:  # a guess against what the patterns understood: answer the question
+            item = item or sign_question_item(kb, parse_data)  # "wat als ik gevoelloos word?": when to get help
             dispatcher.utter_message(**(article_answer(kb, item, search_hits(parse_data), question=question) if item else {"text": reply("fallback")}))
             return []
         moment = clock.now()

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-from bot.coverage import uncovered_topic
-from bot.contract import ESCALATION_LEVEL_SLOT, PRODUCT, PRODUCTS_MENTIONED_SLOT, SUGGESTIONS, answered_items
+from bot.contract import ESCALATION_LEVEL_SLOT, PRODUCT, PRODUCTS_MENTIONED_SLOT, SUGGESTIONS, answered_items, warning_signs
+from bot.coverage import asks_about_signs_in_general, sign_questions, uncovered_topic
 from bot.knowledge_base import Item, KnowledgeBase
 from bot.knowledge_base.suggestions import suggested_items
 from bot.levels import NONE, escalates
@@ -122,6 +122,23 @@ def not_covered_message(text: str) -> Optional[Dict[str, Any]]:
     """The message that the article does not cover what `text` asks about (data/not_covered.yml), if so."""
     topic = uncovered_topic(text)
     return None if topic is None else {"text": reply("not_covered", hint=topic.hint).strip()}
+
+
+def mentions_signs_not_present(parse_data: Dict[str, Any]) -> bool:
+    """Whether the warning-sign detector found a sign above level none only as hypothetical or in a
+    general question ("wat als ik ooit gevoelloos word?")."""
+    hypothetical = warning_signs(parse_data).get("hypothetical") or []
+    return any(isinstance(sign, dict) and escalates(sign.get("level") or NONE) for sign in hypothetical)
+
+
+def sign_question_item(kb: KnowledgeBase, parse_data: Dict[str, Any], detected: bool = True) -> Optional[Item]:
+    """The article item that says when to see a professional (data/sign_questions.yml), for a
+    question about warning signs: one that names them as such ("welke alarmsignalen zijn er?") or,
+    with `detected`, one where the detector found signs that are not the writer's present ones."""
+    text = parse_data.get("text") or ""
+    if asks_about_signs_in_general(text) or (detected and mentions_signs_not_present(parse_data)):
+        return kb.item(sign_questions().item)
+    return None
 
 
 def suggestions(kb: KnowledgeBase, answered_now: Sequence[str], context: TurnContext) -> Optional[Dict[str, Any]]:

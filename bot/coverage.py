@@ -1,14 +1,21 @@
-"""Topics the article does not answer, though a question about them sounds close to it
-(data/not_covered.yml): another complaint than back pain, reimbursement, what a treatment costs,
-orders, aids. The nearest paragraph is no answer to such a question and would read as a claim the
-article does not make; the actions say that the article does not cover it. Imports nothing of Rasa."""
+"""What a question asks about, by its words, where the classifier's nearest item is the wrong answer
+(the rules are data):
+- topics the article does not answer, though a question about them sounds close to it
+  (data/not_covered.yml): another complaint than back pain, reimbursement, what a treatment costs,
+  orders, aids. The nearest paragraph is no answer and would read as a claim the article does not
+  make; the actions say that the article does not cover it.
+- questions about warning signs that are not the writer's own present complaint
+  (data/sign_questions.yml): "welke alarmsignalen zijn er?", "wat als ik gevoelloos word?". They are
+  answered with the article item that says when to see a professional. (Present signs escalate:
+  bot/escalation/.)
+Imports nothing of Rasa."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import FrozenSet, Optional, Sequence, Tuple
+from typing import Any, FrozenSet, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
@@ -17,17 +24,31 @@ from bot import paths
 WORD = re.compile(r"\w+")
 
 
+def message_words(text: str) -> FrozenSet[str]:
+    return frozenset(WORD.findall(text.lower()))
+
+
 @dataclass(frozen=True)
-class UncoveredTopic:
-    id: str
+class WordRule:
+    """`words` whole, `prefixes` at the start of a word, or one word of each `all_of` group; never
+    when a word of `unless` is there too."""
+
     words: FrozenSet[str] = frozenset()
     prefixes: Tuple[str, ...] = ()
     all_of: Tuple[FrozenSet[str], ...] = ()
     unless: FrozenSet[str] = frozenset()
-    hint: str = ""
 
-    def asked_in(self, words: FrozenSet[str]) -> bool:
-        """Whether a message with these lower-cased words asks about this topic."""
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "WordRule":
+        return cls(
+            words=frozenset(data.get("words") or ()),
+            prefixes=tuple(data.get("prefixes") or ()),
+            all_of=tuple(frozenset(group) for group in data.get("all_of") or ()),
+            unless=frozenset(data.get("unless") or ()),
+        )
+
+    def matches(self, words: FrozenSet[str]) -> bool:
+        """Whether a message with these lower-cased words matches."""
         if words & self.unless:
             return False
         return bool(
@@ -37,32 +58,45 @@ class UncoveredTopic:
         )
 
 
+@dataclass(frozen=True)
+class UncoveredTopic:
+    id: str
+    rule: WordRule
+    hint: str = ""
+
+
 @lru_cache(maxsize=None)
 def uncovered_topics(path: Path = paths.NOT_COVERED) -> Tuple[UncoveredTopic, ...]:
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     return tuple(
-        UncoveredTopic(
-            id=topic_id,
-            words=frozenset(topic.get("words") or ()),
-            prefixes=tuple(topic.get("prefixes") or ()),
-            all_of=tuple(frozenset(group) for group in topic.get("all_of") or ()),
-            unless=frozenset(topic.get("unless") or ()),
-            hint=str(topic.get("hint") or ""),
-        )
+        UncoveredTopic(topic_id, WordRule.from_dict(topic), str(topic.get("hint") or ""))
         for topic_id, topic in (data.get("topics") or {}).items()
     )
-
-
-def message_words(text: str) -> FrozenSet[str]:
-    return frozenset(WORD.findall(text.lower()))
 
 
 def uncovered_topic(text: str, topics: Optional[Sequence[UncoveredTopic]] = None) -> Optional[UncoveredTopic]:
     """The first topic of data/not_covered.yml that `text` asks about, if any."""
     words = message_words(text)
-    return next((topic for topic in (uncovered_topics() if topics is None else topics) if topic.asked_in(words)), None)
+    return next((topic for topic in (uncovered_topics() if topics is None else topics) if topic.rule.matches(words)), None)
 
 
 def topic_words(topic_id: str) -> FrozenSet[str]:
     """The `words` of one topic (the aids the article sells none of, for the product answers)."""
-    return next((topic.words for topic in uncovered_topics() if topic.id == topic_id), frozenset())
+    return next((topic.rule.words for topic in uncovered_topics() if topic.id == topic_id), frozenset())
+
+
+@dataclass(frozen=True)
+class SignQuestions:
+    item: str  # the article item that says when to see a professional
+    rule: WordRule  # words that ask about warning signs in general
+
+
+@lru_cache(maxsize=None)
+def sign_questions(path: Path = paths.SIGN_QUESTIONS) -> SignQuestions:
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return SignQuestions(str(data["item"]), WordRule.from_dict(data))
+
+
+def asks_about_signs_in_general(text: str) -> bool:
+    """Whether `text` names warning signs as such ("welke alarmsignalen zijn er?")."""
+    return sign_questions().rule.matches(message_words(text))

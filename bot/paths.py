@@ -23,6 +23,7 @@ ARTICLE_NLU = NLU_DATA_DIR / "article.yml"
 ARTICLE_RULES = DATA_DIR / "article_rules.yml"
 PRODUCTS = DATA_DIR / "products.yml"
 NOT_COVERED = DATA_DIR / "not_covered.yml"  # topics the article does not answer (bot/coverage.py)
+SIGN_QUESTIONS = DATA_DIR / "sign_questions.yml"  # questions about warning signs in general (bot/coverage.py)
 SUGGESTIONS = DATA_DIR / "suggestions.yml"
 
 KNOWLEDGE_BASE = MODELS_DIR / "knowledge_base.json"

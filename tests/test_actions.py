@@ -239,3 +239,18 @@ async def test_an_order_question_about_a_product_gets_no_product_line(executor, 
     texts = [response["text"] for response in result["responses"]]
     assert len(texts) == 1 and texts[0].startswith("Daarover staat niets in het artikel") and "winkel" in texts[0]
     assert "€" not in texts[0]
+
+
+async def test_a_question_about_warning_signs_as_such_gets_the_articles_answer_on_when_to_get_help(executor, domain):
+    result = await run(executor, domain, "action_answer_from_article", text="welke alarmsignalen zijn er bij rugpijn?",
+                       intent="faq_best_exercises")
+    assert result["responses"][0]["citation"]["item"] == "faq_when_professional"
+
+
+async def test_an_unsure_guess_about_a_hypothetical_sign_answers_when_to_get_help_instead_of_offering_topics(executor, domain):
+    state = tracker(text="wat als de pijn 's nachts erger wordt?", intent="nlu_fallback")
+    state["latest_message"]["warning_signs"] = {"level": "none", "signs": [], "negated": [], "hypothetical": [
+        {"sign_id": "constant_or_night_pain", "level": "soon", "text": "pijn 's nachts", "reason": "hypothetical"}]}
+    result = await executor.run({"next_action": "action_clarify", "sender_id": "t", "tracker": state, "domain": domain, "version": "3.6.2"})
+    assert [response.get("citation", {}).get("item") for response in result["responses"]] == ["faq_when_professional"]
+    assert not result["responses"][0].get("buttons")

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from bot import paths
-from bot.coverage import UncoveredTopic, uncovered_topic
+from bot.coverage import UncoveredTopic, WordRule, uncovered_topic
 
 NEAR_TOPIC_SET = paths.TESTS_DIR / "near_topic_set.yml"
 
@@ -44,8 +44,8 @@ def test_questions_the_article_answers_are_not_taken_for_one(text):
 
 
 def test_a_topic_applies_by_whole_words_prefixes_or_one_word_of_each_group_unless_a_word_keeps_it_in_scope():
-    topic = UncoveredTopic("t", words=frozenset({"nek"}), prefixes=("vergoed",),
-                           all_of=(frozenset({"kost"}), frozenset({"sessie"})), unless=frozenset({"rug"}))
+    topic = UncoveredTopic("t", WordRule(words=frozenset({"nek"}), prefixes=("vergoed",),
+                                         all_of=(frozenset({"kost"}), frozenset({"sessie"})), unless=frozenset({"rug"})))
     assert uncovered_topic("mijn nek", [topic]) is topic
     assert uncovered_topic("nekken", [topic]) is None  # whole words only
     assert uncovered_topic("wordt het vergoed?", [topic]) is topic  # vergoed, vergoeding, vergoedt

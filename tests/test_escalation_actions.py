@@ -114,3 +114,13 @@ async def test_learned_intent_alone_escalates_to_soon(executor, domain):
     result = await escalate(executor, domain, {"level": "none", "signs": [], "hypothetical": [], "negated": []})
     assert slot_values(result)["escalation_level"] == "soon"
     assert slot_values(result)["warning_signs"] == ["learned_symptom_report"]
+
+
+async def test_a_sign_only_asked_about_gets_the_articles_answer_on_when_to_get_help_not_a_fallback(executor, domain):
+    """"wat als ik ooit gevoelloos word in mijn benen?": the classifier guessed report_warning_sign,
+    the detector found the sign only as hypothetical: no referral, and no "begrijp ik niet"."""
+    detection = {"level": "none", "signs": [], "negated": [],
+                 "hypothetical": [{"sign_id": "both_legs_numb_or_weak", "level": "urgent_now", "text": "gevoelloos", "reason": "hypothetical"}]}
+    result = await escalate(executor, domain, detection, original="report_warning_sign")
+    assert [response.get("citation", {}).get("item") for response in result["responses"]] == ["faq_when_professional"]
+    assert not slot_values(result)  # no level, no signs recorded
