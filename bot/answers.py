@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 from bot.contract import ESCALATION_LEVEL_SLOT, PRODUCT, PRODUCTS_MENTIONED_SLOT, SUGGESTIONS, answered_items, warning_signs
-from bot.coverage import asks_about_signs_in_general, sign_questions, uncovered_topic
+from bot.coverage import asks_about_signs_in_general, named_item_kind, sign_questions, uncovered_topic
 from bot.knowledge_base import Item, KnowledgeBase
 from bot.knowledge_base.suggestions import suggested_items
 from bot.levels import NONE, escalates
@@ -80,9 +80,14 @@ def present_products(kb: KnowledgeBase, product_ids: Sequence[str], settings: Op
 
 
 def question_item(kb: KnowledgeBase, question: Dict[str, Any], intent_item: Optional[str], used: Sequence[str]) -> Optional[Item]:
-    """The item that answers one question of several: the classifier's item when one of its
-    paragraphs is about as close as the question's best, else the best paragraph's item when it is
-    close enough."""
+    """The item that answers one question of several: the metadata or the sources when the question
+    names them (data/item_words.yml: the paragraph search does not index them), else the classifier's
+    item when one of its paragraphs is about as close as the question's best, else the best
+    paragraph's item when it is close enough."""
+    kind = named_item_kind(question["text"])
+    named = next((item for item in kb.items if kind and item.kind == kind and item.id not in used), None)
+    if named is not None:
+        return named
     hits = [hit for hit in question.get("hits") or [] if kb.item(hit.get("item", ""))]
     best_score = max((hit.get("score", 0) for hit in hits), default=0)
     candidates = [hit["item"] for hit in hits if hit.get("score", 0) >= best_score - QUESTION_MARGIN]

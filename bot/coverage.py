@@ -8,6 +8,8 @@
   (data/sign_questions.yml): "welke alarmsignalen zijn er?", "wat als ik gevoelloos word?". They are
   answered with the article item that says when to see a professional. (Present signs escalate:
   bot/escalation/.)
+- words that name the article's metadata or sources in one question of several
+  (data/item_words.yml), which the paragraph search cannot find.
 Imports nothing of Rasa."""
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, FrozenSet, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
@@ -100,3 +102,15 @@ def sign_questions(path: Path = paths.SIGN_QUESTIONS) -> SignQuestions:
 def asks_about_signs_in_general(text: str) -> bool:
     """Whether `text` names warning signs as such ("welke alarmsignalen zijn er?")."""
     return sign_questions().rule.matches(message_words(text))
+
+
+@lru_cache(maxsize=None)
+def item_kind_words(path: Path = paths.ITEM_WORDS) -> Dict[str, WordRule]:
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return {kind: WordRule.from_dict(rule) for kind, rule in (data or {}).items()}
+
+
+def named_item_kind(text: str) -> Optional[str]:
+    """The item kind (`about`, `sources`) whose words `text` has (data/item_words.yml), if any."""
+    words = message_words(text)
+    return next((kind for kind, rule in item_kind_words().items() if rule.matches(words)), None)

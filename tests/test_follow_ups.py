@@ -202,3 +202,13 @@ async def test_follow_up_after_a_product_is_about_that_product(executor, domain)
     assert [r.get("product") for r in result["responses"]] == ["seat_cushion"] and "€" in result["responses"][0]["text"]
     escalated = await run(executor, domain, "action_answer_follow_up", "en wat kost dat?", "follow_up", EVENTS, level="soon")
     assert all(not r.get("product") for r in escalated["responses"])
+
+
+def test_one_question_of_several_that_names_the_metadata_or_the_sources_gets_them():
+    """The paragraph search does not index the front matter and the source list; their words do
+    (data/item_words.yml)."""
+    intro_hit = [{"item": "article_intro", "paragraph": 0, "score": MIN_QUESTION_SCORE + 0.01}]
+    assert question_item(KB, {"text": "wie heeft het artikel geschreven?", "hits": intro_hit}, None, []).id == "article_about"
+    assert question_item(KB, {"text": "welke bronnen zijn gebruikt?", "hits": []}, None, []).id == "article_sources"
+    assert question_item(KB, {"text": "welke bronnen zijn gebruikt?", "hits": []}, None, ["article_sources"]) is None  # used
+    assert question_item(KB, {"text": "waar gaat het artikel over?", "hits": intro_hit}, None, []).id == "article_intro"
