@@ -35,7 +35,7 @@ class ActionAnswerFromArticle(Action):
         questions = parse_data.get(ARTICLE_QUESTIONS) or []
         item = sign_question_item(kb, parse_data, detected=False) if not questions else None  # "welke alarmsignalen?"
         item = item or kb.item(parse_data.get(ARTICLE_ITEM) or "") or kb.item(intent_name(parse_data) or "")
-        uncovered = None if questions else not_covered_message(parse_data.get("text") or "")
+        uncovered = None if questions else not_covered_message(kb, parse_data.get("text") or "")
         if uncovered is not None:  # the nearest item would answer what the article does not say
             dispatcher.utter_message(**uncovered)
             return []

@@ -41,7 +41,7 @@ class ActionClarify(Action):
     ) -> List[Dict[Text, Any]]:
         kb = current_knowledge_base()
         parse_data = tracker.latest_message
-        uncovered = not_covered_message(parse_data.get("text") or "")
+        uncovered = not_covered_message(kb, parse_data.get("text") or "")
         if uncovered is not None:  # no topic of the article to offer: it does not cover this
             dispatcher.utter_message(**uncovered)
             return []

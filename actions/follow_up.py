@@ -80,7 +80,7 @@ class ActionAnswerFollowUp(Action):
         context = turn_context(tracker)
         parse_data = tracker.latest_message
         more = intent_name(parse_data) == ASK_MORE
-        uncovered = None if more else not_covered_message(parse_data.get("text") or "")
+        uncovered = None if more else not_covered_message(kb, parse_data.get("text") or "")
         if uncovered is not None:  # "en wordt dat vergoed?": the article does not say
             dispatcher.utter_message(**uncovered)
             return []

@@ -46,7 +46,7 @@ class ActionAnswerProduct(Action):
         words = words_of(text)
         named = products_named(text, kb.products, settings)
         other_thing = words & (topic_words(AIDS_TOPIC) | set(settings["medication_words"]))
-        uncovered = not_covered_message(text)
+        uncovered = not_covered_message(kb, text)
         if uncovered is not None and not other_thing:  # an order, a size, a treatment's price: not in the article
             dispatcher.utter_message(**uncovered)
             return []

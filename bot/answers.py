@@ -106,7 +106,7 @@ def answer_questions(
     turn = TurnMessages()
     settings = product_settings()
     for question in questions:
-        topic = uncovered_topic(question["text"])
+        topic = uncovered_topic(question["text"], kb.words())
         if topic is not None:
             turn.messages.append({"text": reply("question_not_covered", question=question["text"], hint=topic.hint).strip()})
             continue
@@ -123,9 +123,9 @@ def answer_questions(
     return turn
 
 
-def not_covered_message(text: str) -> Optional[Dict[str, Any]]:
+def not_covered_message(kb: KnowledgeBase, text: str) -> Optional[Dict[str, Any]]:
     """The message that the article does not cover what `text` asks about (data/not_covered.yml), if so."""
-    topic = uncovered_topic(text)
+    topic = uncovered_topic(text, kb.words())
     return None if topic is None else {"text": reply("not_covered", hint=topic.hint).strip()}
 
 

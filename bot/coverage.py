@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
+from typing import AbstractSet, Any, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
@@ -49,15 +49,16 @@ class WordRule:
             unless=frozenset(data.get("unless") or ()),
         )
 
-    def matches(self, words: FrozenSet[str]) -> bool:
-        """Whether a message with these lower-cased words matches."""
+    def matches(self, words: AbstractSet[str], known: AbstractSet[str] = frozenset()) -> bool:
+        """Whether a message with these lower-cased words matches. A match on `known` words only
+        does not count (for an all_of match: when each group's word is known): the article names them."""
         if words & self.unless:
             return False
-        return bool(
-            words & self.words
-            or any(word.startswith(self.prefixes) for word in words)
-            or (self.all_of and all(words & group for group in self.all_of))
-        )
+        named = (words & self.words) | {word for word in words if self.prefixes and word.startswith(self.prefixes)}
+        if named and not named & known:
+            return True
+        groups = [words & group for group in self.all_of]
+        return bool(groups) and all(groups) and not all(group & known for group in groups)
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,14 @@ def uncovered_topics(path: Path = paths.NOT_COVERED) -> Tuple[UncoveredTopic, ..
     )
 
 
-def uncovered_topic(text: str, topics: Optional[Sequence[UncoveredTopic]] = None) -> Optional[UncoveredTopic]:
-    """The first topic of data/not_covered.yml that `text` asks about, if any."""
+def uncovered_topic(
+    text: str, known: AbstractSet[str] = frozenset(), topics: Optional[Sequence[UncoveredTopic]] = None
+) -> Optional[UncoveredTopic]:
+    """The first topic of data/not_covered.yml that `text` asks about, if any. `known`: the words the
+    article uses (KnowledgeBase.words): a topic the article has since come to cover (a section on
+    sleeping with back pain that names the mattress) no longer counts as not covered."""
     words = message_words(text)
-    return next((topic for topic in (uncovered_topics() if topics is None else topics) if topic.rule.matches(words)), None)
+    return next((topic for topic in (uncovered_topics() if topics is None else topics) if topic.rule.matches(words, known)), None)
 
 
 def topic_words(topic_id: str) -> FrozenSet[str]:

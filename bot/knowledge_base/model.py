@@ -6,8 +6,11 @@ reply's `Bron:` line) and the paragraphs an answer may quote.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import AbstractSet, Any, Dict, List, Optional, Set, Tuple
+
+WORD = re.compile(r"\w+")
 
 ITEM_KINDS = ("intro", "section", "faq", "about", "sources")
 
@@ -81,9 +84,19 @@ class KnowledgeBase:
     sources: Tuple[Source, ...] = ()
     closing: Tuple[str, ...] = ()
     _by_id: Dict[str, Item] = field(default_factory=dict, compare=False, repr=False)
+    _words: Set[str] = field(default_factory=set, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self._by_id.update({item.id: item for item in self.items})
+
+    def words(self) -> AbstractSet[str]:
+        """The lower-cased words of the items' paragraphs and the products (what the article says
+        anything about), computed once."""
+        if not self._words:
+            texts = [paragraph for item in self.items for paragraph in item.paragraphs]
+            texts += [f"{product.name} {product.description}" for product in self.products]
+            self._words.update(word for text in texts for word in WORD.findall(text.lower()))
+        return self._words
 
     def item(self, item_id: str) -> Optional[Item]:
         return self._by_id.get(item_id)
@@ -107,6 +120,7 @@ class KnowledgeBase:
     def to_dict(self) -> Dict[str, Any]:
         data = dataclasses.asdict(self)
         data.pop("_by_id")
+        data.pop("_words")
         return data
 
     @classmethod
