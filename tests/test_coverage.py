@@ -38,6 +38,9 @@ def test_a_question_about_a_topic_the_article_does_not_cover_is_recognised(text,
     "Helpt warmte tegen de pijn?",  # the article says it does
     "Wat kost het zitkussen?",  # the article gives the products' prices
     "Wat is fysiotherapie?",
+    "Heeft de fysiotherapeut ook ervaring met nekklachten?",  # the reviewer's description says so
+    "Wat doet het shirt voor mijn schouders en houding?",  # posture: the article's subject
+    "Mijn pijn straalt uit tot onder mijn knie, verder niks. Wat kan ik doen?",  # radiating back pain
     "",
 ])
 def test_questions_the_article_answers_are_not_taken_for_one(text):

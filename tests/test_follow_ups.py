@@ -209,6 +209,7 @@ def test_one_question_of_several_that_names_the_metadata_or_the_sources_gets_the
     (data/item_words.yml)."""
     intro_hit = [{"item": "article_intro", "paragraph": 0, "score": MIN_QUESTION_SCORE + 0.01}]
     assert question_item(KB, {"text": "wie heeft het artikel geschreven?", "hits": intro_hit}, None, []).id == "article_about"
+    assert question_item(KB, {"text": "wie heeft het gecontroleerd?", "hits": []}, None, []).id == "article_about"
     assert question_item(KB, {"text": "welke bronnen zijn gebruikt?", "hits": []}, None, []).id == "article_sources"
     assert question_item(KB, {"text": "welke bronnen zijn gebruikt?", "hits": []}, None, ["article_sources"]) is None  # used
     assert question_item(KB, {"text": "waar gaat het artikel over?", "hits": intro_hit}, None, []).id == "article_intro"

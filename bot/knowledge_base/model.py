@@ -90,11 +90,12 @@ class KnowledgeBase:
         self._by_id.update({item.id: item for item in self.items})
 
     def words(self) -> AbstractSet[str]:
-        """The lower-cased words of the items' paragraphs and the products (what the article says
-        anything about), computed once."""
+        """The lower-cased words of the items' paragraphs, the reviewer's description and the products
+        (what the article says anything about), computed once."""
         if not self._words:
             texts = [paragraph for item in self.items for paragraph in item.paragraphs]
             texts += [f"{product.name} {product.description}" for product in self.products]
+            texts += [self.metadata.reviewer.bio, self.metadata.reviewer.role]
             self._words.update(word for text in texts for word in WORD.findall(text.lower()))
         return self._words
 
