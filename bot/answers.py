@@ -60,8 +60,10 @@ def answer_item(
     context: TurnContext,
     paragraphs: Optional[Sequence[int]] = None,
 ) -> TurnMessages:
-    """The article answer for `item`, and one "Uit onze winkel" line when a product fits `text`."""
-    turn = TurnMessages([article_answer(kb, item, hits, paragraphs, question=text)], [item.id])
+    """The article answer for `item`, and one "Uit onze winkel" line when a product fits `text`.
+    After a referral in the conversation, no safety net ("na 3 à 4 weken … huisarts"): it would
+    contradict the referral."""
+    turn = TurnMessages([article_answer(kb, item, hits, paragraphs, safety_net=not context.escalated, question=text)], [item.id])
     if not context.offers:
         return turn
     settings = product_settings()

@@ -254,3 +254,11 @@ async def test_an_unsure_guess_about_a_hypothetical_sign_answers_when_to_get_hel
     result = await executor.run({"next_action": "action_clarify", "sender_id": "t", "tracker": state, "domain": domain, "version": "3.6.2"})
     assert [response.get("citation", {}).get("item") for response in result["responses"]] == ["faq_when_professional"]
     assert not result["responses"][0].get("buttons")
+
+
+@pytest.mark.parametrize("level", ["soon", "urgent_now"])
+async def test_after_a_referral_a_self_care_answer_has_no_safety_net_that_would_contradict_it(executor, domain, level):
+    """"Ik kan niet meer plassen" (bel nu) → "Welke oefeningen zijn goed?": not "na 3 à 4 weken … huisarts"."""
+    result = await answer_with_slots(executor, domain, "wat kan ik zelf doen", "faq_relieve_yourself", escalation_level=level)
+    text = result["responses"][0]["text"]
+    assert "3 à 4 weken" not in text and text.endswith("Bron: Veelgestelde vragen – Hoe kan ik zelf mijn rugpijn verlichten?")
