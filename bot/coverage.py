@@ -13,7 +13,6 @@
 Imports nothing of Rasa."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,12 +21,7 @@ from typing import AbstractSet, Any, Dict, FrozenSet, Mapping, Optional, Sequenc
 import yaml
 
 from bot import paths
-
-WORD = re.compile(r"\w+")
-
-
-def message_words(text: str) -> FrozenSet[str]:
-    return frozenset(WORD.findall(text.lower()))
+from bot.products import words_of
 
 
 @dataclass(frozen=True)
@@ -83,7 +77,7 @@ def uncovered_topic(
     """The first topic of data/not_covered.yml that `text` asks about, if any. `known`: the words the
     article uses (KnowledgeBase.words): a topic the article has since come to cover (a section on
     sleeping with back pain that names the mattress) no longer counts as not covered."""
-    words = message_words(text)
+    words = words_of(text)
     return next((topic for topic in (uncovered_topics() if topics is None else topics) if topic.rule.matches(words, known)), None)
 
 
@@ -106,7 +100,7 @@ def sign_questions(path: Path = paths.SIGN_QUESTIONS) -> SignQuestions:
 
 def asks_about_signs_in_general(text: str) -> bool:
     """Whether `text` names warning signs as such ("welke alarmsignalen zijn er?")."""
-    return sign_questions().rule.matches(message_words(text))
+    return sign_questions().rule.matches(words_of(text))
 
 
 @lru_cache(maxsize=None)
@@ -117,5 +111,5 @@ def item_kind_words(path: Path = paths.ITEM_WORDS) -> Dict[str, WordRule]:
 
 def named_item_kind(text: str) -> Optional[str]:
     """The item kind (`about`, `sources`) whose words `text` has (data/item_words.yml), if any."""
-    words = message_words(text)
+    words = words_of(text)
     return next((kind for kind, rule in item_kind_words().items() if rule.matches(words)), None)
