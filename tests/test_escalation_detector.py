@@ -5,6 +5,8 @@ Runs without a trained model or a running stack: only spaCy and the signs file.
 from __future__ import annotations
 
 import copy
+import difflib
+import random
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from bot.escalation import (
     remember,
 )
 from bot.escalation.detector import Detection, SignDetector, SignMatch, get_detector
+from bot.escalation.segment import _typo_candidates, known_words, looks_like_a_typo, segmentation_settings
 from bot.levels import LEVELS, level_rank, max_level
 from bot.paths import SIGNS
 
@@ -563,3 +566,33 @@ def test_deterministic(detector):
         assert [detector.detect(text).to_dict() for text in texts] == first
     fresh = SignDetector.from_file(SIGNS, nlp=detector.nlp)
     assert [fresh.detect(text).to_dict() for text in texts] == first
+
+
+def test_typo_check_accepts_exactly_the_words_difflib_accepts():
+    """`looks_like_a_typo` (rapidfuzz prefilter, difflib's ratio) against the plain difflib scan it
+    replaced, on typos of the listed words (one to three random edits, seeded) and on other words."""
+    cutoff = segmentation_settings()["typo_similarity"]
+    rng = random.Random(7)
+    listed = sorted(known_words())
+    letters = "abcdefghijklmnopqrstuvwxyzëé"
+    words = set()
+    for word in rng.sample(listed, 300):
+        for edits in (1, 2, 3):
+            typo = list(word)
+            for _ in range(edits):
+                position = rng.randrange(len(typo) + 1)
+                kind = rng.choice(("insert", "delete", "replace", "swap"))
+                if kind == "insert":
+                    typo.insert(position, rng.choice(letters))
+                elif typo and kind == "delete":
+                    del typo[min(position, len(typo) - 1)]
+                elif typo and kind == "replace":
+                    typo[min(position, len(typo) - 1)] = rng.choice(letters)
+                elif len(typo) > 1:
+                    index = min(position, len(typo) - 2)
+                    typo[index], typo[index + 1] = typo[index + 1], typo[index]
+            words.add("".join(typo))
+    words |= {"fysiotherapiebehandeling", "kanplasnie", "tenenslepenoverdegrond", "gevoelloss", "gevalen", "rugpijnn"}
+    expected = {word: bool(difflib.get_close_matches(word, _typo_candidates(len(word)), n=1, cutoff=cutoff)) for word in words}
+    assert {word: looks_like_a_typo(word) for word in words} == expected
+    assert 0.2 < sum(expected.values()) / len(expected) < 0.95  # both answers are exercised
