@@ -41,7 +41,7 @@ import itertools
 import json
 import logging
 import time
-from typing import Any, Generator, Iterator, Optional, Text
+from typing import Any, Dict, Generator, Iterator, Optional, Text
 
 import sqlalchemy as sa
 import ujson
@@ -176,8 +176,8 @@ class PrivateSQLTrackerStore(SQLTrackerStore):
                 logger.info("Conversation %s erased on request: %d events, %d staff notices", tracker.sender_id, removed, notices)
                 remember_stored_events(tracker, None)
             else:
-                for event in events:
-                    session.add(self._row(tracker.sender_id, event))
+                if events:  # one INSERT for the turn (the ORM sends one INSERT ... RETURNING id per event)
+                    session.execute(self.SQLEvent.__table__.insert(), [self._row(tracker.sender_id, event) for event in events])
                 session.commit()
                 if stored_events(tracker) is not None:
                     remember_stored_events(tracker, len(tracker.events))
@@ -192,13 +192,14 @@ class PrivateSQLTrackerStore(SQLTrackerStore):
         session.execute(sa.delete(OPEN_HANDOFFS).where(OPEN_HANDOFFS.c.conversation_id == sender_id))
         return int(session.execute(sa.delete(NOTICES).where(NOTICES.c.conversation_id == sender_id)).rowcount)
 
-    def _row(self, sender_id: Text, event: Event) -> "SQLTrackerStore.SQLEvent":
+    def _row(self, sender_id: Text, event: Event) -> Dict[Text, Any]:
+        """The event's row of the events table (its columns as Rasa's `SQLEvent` fills them), redacted."""
         data = event.as_dict() if written_by_the_assistant(event) else redact_value(event.as_dict())
-        return self.SQLEvent(
-            sender_id=sender_id,
-            type_name=event.type_name,
-            timestamp=data.get("timestamp"),
-            intent_name=(data.get("parse_data") or {}).get("intent", {}).get(INTENT_NAME_KEY),
-            action_name=data.get("name"),
-            data=json.dumps(data),
-        )
+        return {
+            "sender_id": sender_id,
+            "type_name": event.type_name,
+            "timestamp": data.get("timestamp"),
+            "intent_name": (data.get("parse_data") or {}).get("intent", {}).get(INTENT_NAME_KEY),
+            "action_name": data.get("name"),
+            "data": json.dumps(data),
+        }
