@@ -9,6 +9,8 @@ server. `python -m bot.action_server --port 5055` (bot/stack.py starts it).
 - It delivers queued staff notices (bot/staff/outbox.py) in the background, and runs the retention
   job (bot/privacy/retention.py: conversations RETENTION_DAYS after their last message are deleted).
 - It binds 127.0.0.1 unless HOST says otherwise.
+- The data the actions read is loaded before the first request (`preload`): parsed on first use,
+  signs.yml alone took the first escalation 0.85 s.
 """
 from __future__ import annotations
 
@@ -23,7 +25,16 @@ from sanic import Sanic, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.clock import dutch_public_holidays, now
+from bot.coverage import item_kind_words, sign_questions, uncovered_topics
+from bot.escalation.sign_book import load_sign_book
+from bot.knowledge_base import current_knowledge_base
+from bot.knowledge_base.answers import stop_words
+from bot.knowledge_base.questions import question_rules
+from bot.knowledge_base.suggestions import suggestion_settings
 from bot.privacy.retention import purge_periodically
+from bot.products import product_settings
+from bot.replies import replies
 from bot.staff.notifiers import staff_notifier_from_env
 from bot.staff.outbox import default_outbox
 from bot.tokens import ACTION_SERVER_TOKEN, secret
@@ -42,6 +53,21 @@ def bearer_matches(request: Request, token: str) -> bool:
     return hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode())
 
 
+def preload() -> None:
+    """Loads (and caches) every data file the actions read, so no visitor waits for a parse."""
+    load_sign_book()
+    current_knowledge_base()
+    replies()
+    uncovered_topics()
+    sign_questions()
+    item_kind_words()
+    product_settings()
+    question_rules()
+    suggestion_settings()
+    stop_words()
+    dutch_public_holidays(now().year)
+
+
 def create_action_server(token: str, package: str = "actions") -> Sanic:
     app = create_app(package, cors_origins=[])
     app.config.REQUEST_MAX_SIZE = MAX_BODY_BYTES
@@ -55,6 +81,10 @@ def create_action_server(token: str, package: str = "actions") -> Sanic:
         if request.headers.get("Content-Encoding"):
             return response.json({"error": "Compressed bodies are not accepted"}, status=415)
         return None
+
+    @app.listener("before_server_start")
+    async def load_data(app: Sanic, loop: Any) -> None:
+        preload()
 
     @app.listener("after_server_start")
     async def start_background_jobs(app: Sanic, loop: Any) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -21,9 +22,15 @@ def now() -> datetime.datetime:
     return datetime.datetime.now(AMSTERDAM)
 
 
+@lru_cache(maxsize=4)
+def dutch_public_holidays(year: int) -> holidays.HolidayBase:
+    """The year's Dutch public holidays (computed once per year and process: ~0.7 ms a call else)."""
+    return holidays.country_holidays("NL", years=year)
+
+
 def is_office_hours(moment: datetime.datetime) -> bool:
     """Weekdays 08:00–17:00 that are not Dutch public holidays (the huisarts is open)."""
     local = moment.astimezone(AMSTERDAM)
-    if local.weekday() >= 5 or local.date() in holidays.country_holidays("NL", years=local.year):
+    if local.weekday() >= 5 or local.date() in dutch_public_holidays(local.year):
         return False
     return OFFICE_OPENS <= local.time() < OFFICE_CLOSES
