@@ -26,7 +26,7 @@ import json
 import logging
 import signal
 from pathlib import Path
-from typing import Any, Dict, Iterator, MutableSet, Optional
+from typing import Any, Dict, Iterator, MutableSet, Optional, Set
 
 import aio_pika
 import sqlalchemy as sa
@@ -45,6 +45,7 @@ DEFAULT_QUEUE = "rasa_core_events"
 DEFAULT_PORT = 5672
 PREFETCH = 10
 RETRY_MAX_S = 30.0
+DRAIN_S = 5.0  # at stop: how long the events already delivered may take (bot/stack.py kills after 8 s)
 
 
 class SharedOpenHandOffs(MutableSet[str]):
@@ -136,28 +137,46 @@ async def consume(endpoints_file: Path, deliver: bool = True, stop: Optional[asy
         await queue.bind(exchange, "")
 
         in_order = asyncio.Lock()  # one event at a time, in the queue's order (a hand-off opens before its messages)
+        handling: Set[asyncio.Task] = set()  # aio_pika runs each delivery in a task of its own
 
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            async with in_order:
-                try:
-                    event = json.loads(message.body)
-                except ValueError:
-                    logger.error("Dropping a broker message that is not JSON (%d bytes)", len(message.body))
-                    await message.reject(requeue=False)
-                    return
-                if concerns_hand_offs(event):  # the rest is acknowledged without a database round trip
-                    await write_until_stored(event, outbox, open_handoffs)
-                await message.ack()
+            task = asyncio.current_task()
+            if task is not None:
+                handling.add(task)
+            try:
+                async with in_order:
+                    try:
+                        event = json.loads(message.body)
+                    except ValueError:
+                        logger.error("Dropping a broker message that is not JSON (%d bytes)", len(message.body))
+                        await message.reject(requeue=False)
+                        return
+                    if concerns_hand_offs(event):  # the rest is acknowledged without a database round trip
+                        await write_until_stored(event, outbox, open_handoffs)
+                    await message.ack()
+            finally:
+                handling.discard(task)
 
         tag = await queue.consume(on_message, no_ack=False)
         logger.info("Consuming Rasa events from queue %s", settings["queue"])
         await (stop or asyncio.Event()).wait()
         await queue.cancel(tag)
+        await drain(handling, DRAIN_S)
     finally:
         if delivery is not None:
             delivery.cancel()
             await asyncio.gather(delivery, return_exceptions=True)
         await connection.close()
+
+
+async def drain(handling: Set[asyncio.Task], timeout: float) -> None:
+    """Waits (up to `timeout`) for the deliveries already being handled: the prefetched ones wait for
+    the in-order lock, and cancelling them at exit made aio_pika log each as an error. A delivery still
+    unhandled then stays unacknowledged, and RabbitMQ delivers it again to the next consumer."""
+    if handling:
+        done, pending = await asyncio.wait(set(handling), timeout=timeout)
+        if pending:
+            logger.warning("%d broker messages not handled at stop; RabbitMQ delivers them again", len(pending))
 
 
 async def connect(settings: Dict[str, Any]) -> aio_pika.abc.AbstractRobustConnection:
