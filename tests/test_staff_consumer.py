@@ -55,8 +55,7 @@ def test_a_stop_handles_the_delivered_events_and_leaves_the_rest_queued(tmp_path
                 await asyncio.sleep(0.01)
             stop.set()  # while the prefetched deliveries wait for the in-order lock
             await asyncio.wait_for(consuming, timeout=30)
-            left = await channel.declare_queue(names.queue, durable=True)
-            return int(left.declaration_result.message_count)
+            return int((await queue.declare()).message_count)
 
     try:
         with caplog.at_level(logging.ERROR, logger="asyncio"):

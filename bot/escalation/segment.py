@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from functools import lru_cache
-from typing import Any, Dict, FrozenSet, List, Optional
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 import yaml
 from rapidfuzz import fuzz, process
@@ -19,6 +19,9 @@ from bot import paths
 
 SETTINGS = paths.BOT_DIR / "escalation" / "segmentation.yml"
 WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+# rapidfuzz scores 0-100 in floating point: the typo check keeps candidates a hair below the cutoff,
+# so rounding never drops a word at exactly the cutoff (difflib's ratio has the last word).
+SCORE_SLACK = 1e-6
 
 
 @lru_cache(maxsize=1)
@@ -98,16 +101,11 @@ def looks_like_a_typo(word: str) -> bool:
     return any(difflib.SequenceMatcher(None, candidate, word).ratio() >= cutoff for candidate, _, _ in near)
 
 
-# rapidfuzz scores 0-100 in floating point: a hair below the cutoff, so rounding never drops a word
-# at exactly the cutoff (difflib has the last word).
-SCORE_SLACK = 1e-6
-
-
 @lru_cache(maxsize=64)
-def _typo_candidates(length: int) -> List[str]:
+def _typo_candidates(length: int) -> Tuple[str, ...]:
     """The listed words a word of `length` letters may be a typo of (two letters more or less)."""
     listed = _sign_words_by_length()
-    return [word for size in range(length - 2, length + 3) for word in listed.get(size, ())]
+    return tuple(word for size in range(length - 2, length + 3) for word in listed.get(size, ()))
 
 
 @lru_cache(maxsize=1)

@@ -174,7 +174,7 @@ async def drain(handling: Set[asyncio.Task], timeout: float) -> None:
     the in-order lock, and cancelling them at exit made aio_pika log each as an error. A delivery still
     unhandled then stays unacknowledged, and RabbitMQ delivers it again to the next consumer."""
     if handling:
-        done, pending = await asyncio.wait(set(handling), timeout=timeout)
+        _, pending = await asyncio.wait(set(handling), timeout=timeout)
         if pending:
             logger.warning("%d broker messages not handled at stop; RabbitMQ delivers them again", len(pending))
 
