@@ -218,6 +218,7 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("mijn benen zijn gevoeloos", "urgent_now"),  # typo
         ("Ik voel mijn benen niet meer", "urgent_now"),
         ("Mijn benen begaven het ineens", "urgent_now"),
+        ("ik merk dat ik mijn benen niet goed kan bewegen", "urgent_now"),  # weakness by what fails
         ("Ik heb koors en ben echt heel ziek", "urgent_now"),  # typo
         ("Ik heb hoge koorts, koude rillingen en voel me beroerd", "urgent_now"),
         ("Vorige week geopereerd aan mijn hernia en nu 39 graden", "urgent_now"),
@@ -225,6 +226,7 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Welke oefeningen helpen? Ik kan trouwens niet meer plassen.", "urgent_now"),
         # soon
         ("Ik heb wat tintelingen in mijn rechtervoet", "soon"),
+        ("Sinds vanochtend kan ik mijn linkerbeen niet goed optillen", "soon"),  # one leg
         ("De pijn is er constant, ook in rust", "soon"),
         ("Ik gebruik al jaren prednison en heb sinds gisteren rugpijn", "soon"),
         ("Na vier weken is het nog steeds niet minder geworden", "soon"),
@@ -236,6 +238,8 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("De pijn straalt uit tot onder mijn knie", "none"),
         ("Ik heb ischias in mijn rechterbeen", "none"),
         ("Mijn rug doet pijn als ik buk", "none"),
+        ("Ik kan mijn rug niet goed bewegen door de pijn", "none"),  # the back, not a limb
+        ("Ik kan mijn benen gelukkig nog goed bewegen", "none"),
         ("Ik heb per ongeluk iets te zwaars getild", "none"),
         ("Het wordt erger als ik lang zit", "none"),
         ("Zijn buikspieroefeningen goed voor je rug?", "none"),
