@@ -223,6 +223,9 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Ik heb hoge koorts, koude rillingen en voel me beroerd", "urgent_now"),
         ("Vorige week geopereerd aan mijn hernia en nu 39 graden", "urgent_now"),
         ("Paracetamol en ibuprofen doen helemaal niks tegen de pijn", "urgent_now"),
+        ("Er werkt geen enkele pijnstiller meer", "urgent_now"),  # the negation is the sign
+        ("Geen enkele pil helpt tegen deze rugpijn", "urgent_now"),
+        ("Mijn vagina voelt ook niet goed meer", "urgent_now"),  # "ook" between part and "niet"
         ("Welke oefeningen helpen? Ik kan trouwens niet meer plassen.", "urgent_now"),
         # soon
         ("Ik heb wat tintelingen in mijn rechtervoet", "soon"),
@@ -232,6 +235,11 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Na vier weken is het nog steeds niet minder geworden", "soon"),
         ("Ik voel me al een tijdje niet lekker", "soon"),
         ("Ik ben zonder reden veel afgevallen", "soon"),
+        ("Ik word steeds magerder en mijn rug doet pijn", "soon"),
+        ("Mijn rugpijn gaat nooit meer over", "soon"),  # "nooit" is part of the sign
+        ("Ik ben nooit meer pijnvrij", "soon"),
+        ("Ik lig al drie dagen plat met mijn rug", "soon"),
+        ("Ik krijg mijn sokken niet meer aan door de pijn", "soon"),
         # none
         ("Welke oefeningen zijn goed bij rugpijn?", "none"),
         ("Ik heb sinds gisteren rugpijn, wat kan ik zelf doen?", "none"),
@@ -242,6 +250,9 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Ik kan mijn benen gelukkig nog goed bewegen", "none"),
         ("Ik heb per ongeluk iets te zwaars getild", "none"),
         ("Het wordt erger als ik lang zit", "none"),
+        ("Als ik plat lig op de vloer gaat het beter", "none"),  # lying flat is a posture
+        ("Ik heb geen pijnstillers nodig, welke oefeningen helpen?", "none"),
+        ("Mijn rugpijn gaat na een dag weer over", "none"),
         ("Zijn buikspieroefeningen goed voor je rug?", "none"),
         ("Wat kost het zitkussen?", "none"),
     ],
