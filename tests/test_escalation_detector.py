@@ -253,6 +253,9 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Als ik plat lig op de vloer gaat het beter", "none"),  # lying flat is a posture
         ("Ik heb geen pijnstillers nodig, welke oefeningen helpen?", "none"),
         ("Mijn rugpijn gaat na een dag weer over", "none"),
+        ("In 2019 had ik koorts bij mijn rugpijn, dat is toen vanzelf overgegaan", "none"),  # resolved past
+        ("Ik kon vorig jaar niet plassen, dat is toen overgegaan, maar sinds gisteren lukt het weer niet",
+         "urgent_now"),
         ("Zijn buikspieroefeningen goed voor je rug?", "none"),
         ("Wat kost het zitkussen?", "none"),
     ],
