@@ -8,7 +8,8 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.answers import (
-    TurnMessages, answer_item, answer_questions, not_covered_message, sign_question_item, suggestions, turn_context,
+    TurnMessages, answer_item, answer_questions, not_covered_message, referral_reminder, sign_question_item, suggestions,
+    turn_context,
 )
 from bot.contract import ARTICLE_ITEM, ARTICLE_QUESTIONS, PRODUCTS_MENTIONED_SLOT, intent_name, search_hits
 from bot.knowledge_base import current_knowledge_base
@@ -32,6 +33,8 @@ class ActionAnswerFromArticle(Action):
         kb = current_knowledge_base()
         parse_data = tracker.latest_message
         context = turn_context(tracker)
+        for message in referral_reminder(context):  # an urgent referral of this session first
+            dispatcher.utter_message(**message)
         questions = parse_data.get(ARTICLE_QUESTIONS) or []
         item = sign_question_item(kb, parse_data, detected=False) if not questions else None  # "welke alarmsignalen?"
         item = item or kb.item(parse_data.get(ARTICLE_ITEM) or "") or kb.item(intent_name(parse_data) or "")

@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Text
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.answers import not_covered_message, sign_question_item
+from bot.answers import not_covered_message, referral_reminder, sign_question_item, turn_context
 from bot.contract import intent_ranking, search_hits
 from bot.knowledge_base import current_knowledge_base
 from bot.replies import article_answer, reply
@@ -40,6 +40,9 @@ class ActionClarify(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[Dict[Text, Any]]:
         kb = current_knowledge_base()
+        context = turn_context(tracker)
+        for message in referral_reminder(context):  # an urgent referral of this session first
+            dispatcher.utter_message(**message)
         parse_data = tracker.latest_message
         uncovered = not_covered_message(kb, parse_data.get("text") or "")
         if uncovered is not None:  # no topic of the article to offer: it does not cover this

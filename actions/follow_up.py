@@ -9,7 +9,8 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.answers import (
-    MIN_QUESTION_SCORE, TurnContext, TurnMessages, answer_item, not_covered_message, present_products, suggestions, turn_context,
+    MIN_QUESTION_SCORE, TurnContext, TurnMessages, answer_item, not_covered_message, present_products, referral_reminder,
+    suggestions, turn_context,
 )
 from bot.contract import (
     ASK_MORE,
@@ -78,6 +79,8 @@ class ActionAnswerFollowUp(Action):
     ) -> List[Dict[Text, Any]]:
         kb = current_knowledge_base()
         context = turn_context(tracker)
+        for message in referral_reminder(context):  # an urgent referral of this session first
+            dispatcher.utter_message(**message)
         parse_data = tracker.latest_message
         more = intent_name(parse_data) == ASK_MORE
         uncovered = None if more else not_covered_message(kb, parse_data.get("text") or "")

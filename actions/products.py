@@ -7,12 +7,11 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.answers import answer_questions, not_covered_message, present_products, suggestions, turn_context
+from bot.answers import answer_questions, not_covered_message, present_products, referral_reminder, suggestions, turn_context
 from bot.coverage import topic_words
-from bot.contract import ARTICLE_QUESTIONS, ESCALATION_LEVEL_SLOT, PRODUCTS_MENTIONED_SLOT, last_products
+from bot.contract import ARTICLE_QUESTIONS, PRODUCTS_MENTIONED_SLOT, last_products
 from bot.knowledge_base import current_knowledge_base
 from bot.products import product_settings, products_named, words_of
-from bot.levels import NONE, escalates
 from bot.replies import reply
 
 
@@ -34,7 +33,10 @@ class ActionAnswerProduct(Action):
     def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[Dict[Text, Any]]:
-        if escalates(tracker.get_slot(ESCALATION_LEVEL_SLOT) or NONE):  # policy 5: no products once referred
+        context = turn_context(tracker)
+        for message in referral_reminder(context):  # an urgent referral of this session first
+            dispatcher.utter_message(**message)
+        if context.escalated:  # policy 5: no products once referred
             dispatcher.utter_message(text=reply("product_after_escalation"))
             return []
         kb = current_knowledge_base()

@@ -7,11 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-from bot.contract import ESCALATION_LEVEL_SLOT, PRODUCT, PRODUCTS_MENTIONED_SLOT, SUGGESTIONS, answered_items, warning_signs
+from bot.contract import (
+    ESCALATION_LEVEL_SLOT, PRODUCT, PRODUCTS_MENTIONED_SLOT, SUGGESTIONS, answered_items, session_referral_levels, warning_signs,
+)
 from bot.coverage import asks_about_signs_in_general, named_item_kind, sign_questions, uncovered_topic
 from bot.knowledge_base import Item, KnowledgeBase
 from bot.knowledge_base.suggestions import suggested_items
-from bot.levels import NONE, escalates
+from bot.levels import NONE, escalates, is_urgent, max_level
 from bot.products import contextual_product, product_line, product_settings, products_named
 from bot.replies import article_answer, reply
 from bot.staff.handoff import is_staff
@@ -28,16 +30,27 @@ QUESTION_MARGIN = 0.01
 @dataclass(frozen=True)
 class TurnContext:
     """What the conversation says about this turn: no products and no suggestions once it
-    escalated or when staff write; the products already presented; the items already answered."""
+    escalated or when staff write; the products already presented; the items already answered;
+    the highest level this session referred to before this turn."""
 
     escalated: bool = False
     staff: bool = False
     products_mentioned: Sequence[str] = ()
     answered: Sequence[str] = ()
+    referred: str = NONE
 
     @property
     def offers(self) -> bool:
         return not self.escalated and not self.staff
+
+
+def referral_reminder(context: TurnContext) -> List[Dict[str, Any]]:
+    """The line that opens every later answer of a session that referred urgently ("bel nu je
+    huisarts" must not scroll away under answers about exercises); none to staff, none otherwise.
+    A new session (the visitor comes back later) is not reminded: "nu" would no longer be true."""
+    if context.staff or not is_urgent(context.referred):
+        return []
+    return [{"text": reply(f"referral_reminder_{context.referred}")}]
 
 
 @dataclass
@@ -168,4 +181,5 @@ def turn_context(tracker: Any) -> TurnContext:
         staff=is_staff(tracker.get_latest_input_channel()),
         products_mentioned=tuple(tracker.get_slot(PRODUCTS_MENTIONED_SLOT) or ()),
         answered=tuple(answered_items(list(tracker.events))),
+        referred=max_level(NONE, *session_referral_levels(list(tracker.events))),
     )

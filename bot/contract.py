@@ -126,6 +126,13 @@ def earlier_bot_events(events: List[Mapping[str, Any]]) -> List[Mapping[str, Any
     return [event for event in session[:last_user] if event.get("event") == "bot"]
 
 
+def session_referral_levels(events: List[Mapping[str, Any]]) -> List[str]:
+    """The levels of the referrals (`escalation` metadata) this session's bot messages sent before
+    the latest user message, in order."""
+    return [(event.get("metadata") or {})[ESCALATION]["level"] for event in earlier_bot_events(events)
+            if ((event.get("metadata") or {}).get(ESCALATION) or {}).get("level")]
+
+
 def last_citation(events: List[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
     """The `citation` of the last article answer before the latest user message (this session)."""
     cited = [(event.get("metadata") or {}).get(CITATION) for event in earlier_bot_events(events)]

@@ -6,7 +6,7 @@ import pytest
 from bot.knowledge_base import load_knowledge_base
 
 
-def tracker(text: str = "", intent: str = "", ranking=None, search=None, events=None) -> dict:
+def tracker(text: str = "", intent: str = "", ranking=None, search=None, events=None, level: str = "none") -> dict:
     latest = {
         "text": text,
         "intent": {"name": intent, "confidence": 0.9},
@@ -16,7 +16,7 @@ def tracker(text: str = "", intent: str = "", ranking=None, search=None, events=
     }
     return {
         "sender_id": "test",
-        "slots": {"escalation_level": "none", "warning_signs": []},
+        "slots": {"escalation_level": level, "warning_signs": []},
         "latest_message": latest,
         "events": events or [],
         "paused": False,
@@ -262,3 +262,42 @@ async def test_after_a_referral_a_self_care_answer_has_no_safety_net_that_would_
     result = await answer_with_slots(executor, domain, "wat kan ik zelf doen", "faq_relieve_yourself", escalation_level=level)
     text = result["responses"][0]["text"]
     assert "3 à 4 weken" not in text and text.endswith("Bron: Veelgestelde vragen – Hoe kan ik zelf mijn rugpijn verlichten?")
+
+
+def referred_session(level: str, new_session_after: bool = False) -> list:
+    """Events of a session whose earlier turn referred at `level`, then the latest user message."""
+    events = [
+        {"event": "session_started"},
+        {"event": "user", "text": "Ik kan sinds vanmorgen niet meer plassen", "parse_data": {}},
+        {"event": "bot", "text": "Bel nu je huisarts...", "metadata": {"escalation": {"level": level, "signs": []}}},
+    ]
+    if new_session_after:
+        events.append({"event": "session_started"})
+    return events + [{"event": "user", "text": "Welke oefeningen helpen?", "parse_data": {}}]
+
+
+REMINDER = {"urgent_now": "huisartsenpost", "urgent_112": "112"}
+
+
+@pytest.mark.parametrize("action, intent", [
+    ("action_answer_from_article", "faq_best_exercises"),
+    ("action_answer_follow_up", "follow_up"),
+    ("action_clarify", "nlu_fallback"),
+    ("action_answer_product", "product"),
+])
+@pytest.mark.parametrize("level", ["urgent_now", "urgent_112"])
+async def test_later_answers_of_an_urgently_referred_session_open_with_a_reminder(executor, domain, action, intent, level):
+    result = await run(executor, domain, action, text="Welke oefeningen helpen?", intent=intent,
+                       events=referred_session(level), level=level)
+    first, *rest = result["responses"]
+    assert first["text"].startswith("Denk eraan:") and REMINDER[level] in first["text"]
+    assert rest and not any((r.get("text") or "").startswith("Denk eraan:") for r in rest)
+    assert not any("€" in (r.get("text") or "") for r in result["responses"])  # still no products
+
+
+@pytest.mark.parametrize("level, new_session_after", [("soon", False), ("urgent_now", True), ("none", False)])
+async def test_no_reminder_after_a_soon_referral_or_in_a_later_session(executor, domain, level, new_session_after):
+    result = await run(executor, domain, "action_answer_from_article", text="Welke oefeningen helpen?",
+                       intent="faq_best_exercises", events=referred_session(level, new_session_after), level=level)
+    assert not any((r.get("text") or "").startswith("Denk eraan:") for r in result["responses"])
+    assert "Bron:" in result["responses"][0]["text"]
