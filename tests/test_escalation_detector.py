@@ -224,6 +224,7 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Vorige week geopereerd aan mijn hernia en nu 39 graden", "urgent_now"),
         ("Paracetamol en ibuprofen doen helemaal niks tegen de pijn", "urgent_now"),
         ("Er werkt geen enkele pijnstiller meer", "urgent_now"),  # the negation is the sign
+        ("Ik merk dat ik mijn plas niet meer kan ophouden", "urgent_now"),  # verb last
         ("Geen enkele pil helpt tegen deze rugpijn", "urgent_now"),
         ("Mijn vagina voelt ook niet goed meer", "urgent_now"),  # "ook" between part and "niet"
         ("Welke oefeningen helpen? Ik kan trouwens niet meer plassen.", "urgent_now"),
@@ -358,6 +359,7 @@ def test_negation_scope_is_limited(detector, text, level):
     [
         ("wat als ik ooit gevoelloos word?", "numbness_unspecified"),
         ("Stel dat ik niet meer kan plassen, wat moet ik dan doen?", "urinary_retention"),
+        ("Stel dat ik mijn plas niet meer kan ophouden, wat dan?", "incontinence"),
         ("Wat als mijn benen ooit slap worden?", "both_legs_numb_or_weak"),
         ("Moet ik naar de huisarts als ik koorts krijg?", "fever"),
         ("Zou het kanker kunnen zijn?", "cancer_history"),
