@@ -227,6 +227,8 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Ik merk dat ik mijn plas niet meer kan ophouden", "urgent_now"),  # verb last
         ("Ik merk dat ik opeens niet meer kan lopen", "urgent_now"),  # verb last
         ("Ik schrik ervan dat ik bij het afvegen niks voel", "urgent_now"),  # verb last
+        ("Ik krijg mijn linkervoet niet meer omhoog", "urgent_now"),  # foot drop
+        ("Ik bel omdat ik mijn tenen niet meer kan optillen", "urgent_now"),  # foot drop, verb last
         ("Geen enkele pil helpt tegen deze rugpijn", "urgent_now"),
         ("Mijn vagina voelt ook niet goed meer", "urgent_now"),  # "ook" between part and "niet"
         ("Welke oefeningen helpen? Ik kan trouwens niet meer plassen.", "urgent_now"),
@@ -246,6 +248,7 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Ik merk dat ik nauwelijks nog kan werken", "soon"),  # verb last
         ("Ik merk dat de pijn niet meer weggaat", "soon"),  # verb last
         ("Ik merk dat ik steeds verder afval", "soon"),
+        ("Ik verlies gewicht zonder dat ik er iets voor doe", "soon"),
         # none
         ("Welke oefeningen zijn goed bij rugpijn?", "none"),
         ("Ik heb sinds gisteren rugpijn, wat kan ik zelf doen?", "none"),
@@ -259,6 +262,7 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Als ik plat lig op de vloer gaat het beter", "none"),  # lying flat is a posture
         ("Toen ik het afval buiten zette, schoot het in mijn rug", "none"),  # garbage, not weight
         ("Ik merk dat ik niet lang kan zitten", "none"),
+        ("Ik wil gewicht verliezen, welke oefeningen passen daarbij?", "none"),
         ("Ik heb geen pijnstillers nodig, welke oefeningen helpen?", "none"),
         ("Mijn rugpijn gaat na een dag weer over", "none"),
         ("In 2019 had ik koorts bij mijn rugpijn, dat is toen vanzelf overgegaan", "none"),  # resolved past
