@@ -10,7 +10,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from bot.answers import (
     MIN_QUESTION_SCORE, TurnContext, TurnMessages, answer_item, not_covered_message, present_products, referral_reminder,
-    suggestions, turn_context,
+    sign_question_item, suggestions, turn_context,
 )
 from bot.contract import (
     ASK_MORE,
@@ -25,7 +25,7 @@ from bot.contract import (
 from bot.knowledge_base import Item, KnowledgeBase, current_knowledge_base
 from bot.knowledge_base.answers import distinctive_words, next_paragraph_indices, referent_paragraph_indices
 from bot.knowledge_base.suggestions import read_on_item
-from bot.replies import reply
+from bot.replies import article_answer, reply
 
 WHOLE_ITEM_KINDS = ("faq", "about", "sources")  # answered whole: a follow-up answers them again
 
@@ -69,7 +69,9 @@ class ActionAnswerFollowUp(Action):
     """Runs on `ask_more` and `follow_up`: answers from the item the conversation last answered
     (a question after an answer that presented products: about those products), or asks what the
     question is about when nothing was answered yet; a question about a topic the article does not
-    cover ("en wordt dat vergoed?", data/not_covered.yml) is told so."""
+    cover ("en wordt dat vergoed?", data/not_covered.yml) is told so, and one about warning signs
+    that are not the writer's present ones ("stel dat ik niet meer kan plassen, wat dan?") gets the
+    article's answer to when to see a professional."""
 
     def name(self) -> Text:
         return "action_answer_follow_up"
@@ -86,6 +88,11 @@ class ActionAnswerFollowUp(Action):
         uncovered = None if more else not_covered_message(kb, parse_data.get("text") or "")
         if uncovered is not None:  # "en wordt dat vergoed?": the article does not say
             dispatcher.utter_message(**uncovered)
+            return []
+        signs_item = sign_question_item(kb, parse_data)  # also on "meer": "stel dat ..., wat dan?" reads as one
+        if signs_item is not None:  # "stel dat ik mijn plas niet kan ophouden, wat dan?": when to get help
+            dispatcher.utter_message(**article_answer(kb, signs_item, search_hits(parse_data), safety_net=not context.escalated,
+                                                      question=parse_data.get("text") or ""))
             return []
         if not more and last_answer_is_product(tracker.events) and context.offers:
             for message in present_products(kb, last_products(tracker.events)).messages:
