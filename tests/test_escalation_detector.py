@@ -228,6 +228,7 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Ik merk dat ik opeens niet meer kan lopen", "urgent_now"),  # verb last
         ("Ik schrik ervan dat ik bij het afvegen niks voel", "urgent_now"),  # verb last
         ("Ik krijg mijn linkervoet niet meer omhoog", "urgent_now"),  # foot drop
+        ("Mijn man kan sinds vanochtend zijn benen niet meer bewegen", "urgent_now"),  # a long middle
         ("Ik bel omdat ik mijn tenen niet meer kan optillen", "urgent_now"),  # foot drop, verb last
         ("Geen enkele pil helpt tegen deze rugpijn", "urgent_now"),
         ("Mijn vagina voelt ook niet goed meer", "urgent_now"),  # "ook" between part and "niet"
@@ -281,6 +282,7 @@ def test_levels_of_typical_messages(detector, text, level):
     "text, level",
     [
         ("I can't pee", "urgent_now"),
+        ("The painkillers aren't touching it", "urgent_now"),
         ("I can't urinate since this morning", "urgent_now"),
         ("I have a numb groin", "urgent_now"),
         ("my saddle area feels numb", "urgent_now"),
