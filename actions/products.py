@@ -7,7 +7,9 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.answers import answer_questions, not_covered_message, present_products, referral_reminder, suggestions, turn_context
+from bot.answers import (
+    TurnContext, answer_questions, not_covered_message, present_products, referral_reminder, suggestions, turn_context,
+)
 from bot.coverage import topic_words
 from bot.contract import ARTICLE_QUESTIONS, PRODUCTS_MENTIONED_SLOT, last_products
 from bot.knowledge_base import current_knowledge_base
@@ -42,7 +44,7 @@ class ActionAnswerProduct(Action):
         kb = current_knowledge_base()
         questions = tracker.latest_message.get(ARTICLE_QUESTIONS) or []
         if questions:
-            return self.answer_each(dispatcher, tracker, questions)
+            return self.answer_each(dispatcher, questions, context)
         settings = product_settings()
         text = tracker.latest_message.get("text") or ""
         words = words_of(text)
@@ -67,9 +69,8 @@ class ActionAnswerProduct(Action):
         return []
 
     @staticmethod
-    def answer_each(dispatcher: CollectingDispatcher, tracker: Tracker, questions: List[Dict[Text, Any]]) -> List[Dict[Text, Any]]:
+    def answer_each(dispatcher: CollectingDispatcher, questions: List[Dict[Text, Any]], context: TurnContext) -> List[Dict[Text, Any]]:
         kb = current_knowledge_base()
-        context = turn_context(tracker)
         turn = answer_questions(kb, questions, None, context)
         for message in turn.messages:
             dispatcher.utter_message(**message)

@@ -4,7 +4,7 @@ topic (bot/coverage.py), and the suggested next questions.
 Each message is the keyword arguments of one `dispatcher.utter_message`. Imports nothing of Rasa."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence
 
 from bot.contract import (
@@ -134,7 +134,7 @@ def answer_questions(
             turn.messages.append({"text": reply("question_not_in_article", question=question["text"])})
             continue
         mentioned = [*context.products_mentioned, *turn.products]
-        turn.extend(answer_item(kb, item, question["text"], question.get("hits") or [], TurnContext(context.escalated, context.staff, mentioned)))
+        turn.extend(answer_item(kb, item, question["text"], question.get("hits") or [], replace(context, products_mentioned=mentioned)))
     return turn
 
 

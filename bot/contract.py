@@ -129,8 +129,8 @@ def earlier_bot_events(events: List[Mapping[str, Any]]) -> List[Mapping[str, Any
 def session_referral_levels(events: List[Mapping[str, Any]]) -> List[str]:
     """The levels of the referrals (`escalation` metadata) this session's bot messages sent before
     the latest user message, in order."""
-    return [(event.get("metadata") or {})[ESCALATION]["level"] for event in earlier_bot_events(events)
-            if ((event.get("metadata") or {}).get(ESCALATION) or {}).get("level")]
+    referrals = [(event.get("metadata") or {}).get(ESCALATION) or {} for event in earlier_bot_events(events)]
+    return [referral["level"] for referral in referrals if referral.get("level")]
 
 
 def last_citation(events: List[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
