@@ -206,6 +206,8 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Ik ben van de trap gevallen en kan mijn rug nauwelijks bewegen", "urgent_112"),
         ("Na een auto-ongeluk heb ik veel rugpijn", "urgent_112"),
         ("Ik ben op de fiets aangereden door een auto", "urgent_112"),
+        ("Ik ben met de auto tegen een boom gereden", "urgent_112"),
+        ("Mijn auto is over de kop geslagen", "urgent_112"),
         ("Mijn rug doet pijn en ik ben erg benauwd", "urgent_112"),
         ("Ik heb plotseling scheurende pijn in mijn rug en viel flauw", "urgent_112"),
         # urgent_now
@@ -264,6 +266,7 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Toen ik het afval buiten zette, schoot het in mijn rug", "none"),  # garbage, not weight
         ("Ik merk dat ik niet lang kan zitten", "none"),
         ("Ik wil gewicht verliezen, welke oefeningen passen daarbij?", "none"),
+        ("Ik ben tegen mijn zin naar de fysio gereden", "none"),  # no vehicle
         ("Ik heb geen pijnstillers nodig, welke oefeningen helpen?", "none"),
         ("Mijn rugpijn gaat na een dag weer over", "none"),
         ("In 2019 had ik koorts bij mijn rugpijn, dat is toen vanzelf overgegaan", "none"),  # resolved past
