@@ -231,6 +231,11 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Ik schrik ervan dat ik bij het afvegen niks voel", "urgent_now"),  # verb last
         ("Ik krijg mijn linkervoet niet meer omhoog", "urgent_now"),  # foot drop
         ("Mijn man kan sinds vanochtend zijn benen niet meer bewegen", "urgent_now"),  # a long middle
+        ("Ik moet persen om te plassen en er komt maar een straaltje", "urgent_now"),
+        ("Ik voel het niet meer als ik moet poepen", "urgent_now"),
+        ("Mijn benen trillen en ik val steeds om", "urgent_now"),
+        ("Mijn tenen slepen over de grond", "urgent_now"),  # foot drop
+        ("Vorige week aan mijn hernia geopereerd en nu 38,5", "urgent_now"),  # a temperature, no unit
         ("Ik bel omdat ik mijn tenen niet meer kan optillen", "urgent_now"),  # foot drop, verb last
         ("Geen enkele pil helpt tegen deze rugpijn", "urgent_now"),
         ("Mijn vagina voelt ook niet goed meer", "urgent_now"),  # "ook" between part and "niet"
@@ -251,6 +256,7 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Ik merk dat ik nauwelijks nog kan werken", "soon"),  # verb last
         ("Ik merk dat de pijn niet meer weggaat", "soon"),  # verb last
         ("Ik merk dat ik steeds verder afval", "soon"),
+        ("Ik slaap niet meer van de pijn", "soon"),
         ("Ik verlies gewicht zonder dat ik er iets voor doe", "soon"),
         # none
         ("Welke oefeningen zijn goed bij rugpijn?", "none"),
@@ -267,6 +273,8 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Ik merk dat ik niet lang kan zitten", "none"),
         ("Ik wil gewicht verliezen, welke oefeningen passen daarbij?", "none"),
         ("Ik ben tegen mijn zin naar de fysio gereden", "none"),  # no vehicle
+        ("Is dat kussen nu 38,5 euro?", "none"),  # a price, not a temperature
+        ("Ik val om van de slaap", "none"),
         ("Ik heb geen pijnstillers nodig, welke oefeningen helpen?", "none"),
         ("Mijn rugpijn gaat na een dag weer over", "none"),
         ("In 2019 had ik koorts bij mijn rugpijn, dat is toen vanzelf overgegaan", "none"),  # resolved past
