@@ -236,6 +236,8 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Mijn benen trillen en ik val steeds om", "urgent_now"),
         ("Mijn tenen slepen over de grond", "urgent_now"),  # foot drop
         ("Vorige week aan mijn hernia geopereerd en nu 38,5", "urgent_now"),  # a temperature, no unit
+        ("ik kan nie meer pisse", "urgent_now"),  # Flemish
+        ("ik voel mijne poep nie meer komen", "urgent_now"),
         ("Ik bel omdat ik mijn tenen niet meer kan optillen", "urgent_now"),  # foot drop, verb last
         ("Geen enkele pil helpt tegen deze rugpijn", "urgent_now"),
         ("Mijn vagina voelt ook niet goed meer", "urgent_now"),  # "ook" between part and "niet"
@@ -294,6 +296,11 @@ def test_levels_of_typical_messages(detector, text, level):
     [
         ("I can't pee", "urgent_now"),
         ("The painkillers aren't touching it", "urgent_now"),
+        ("I've lost feeling down there", "urgent_now"),
+        ("My legs feel like lead and won't hold me", "urgent_now"),
+        ("My foot keeps slapping the floor", "urgent_now"),
+        ("The pain is so bad nothing helps", "urgent_now"),
+        ("Nothing comes to mind, any tips for my back?", "none"),
         ("I can't urinate since this morning", "urgent_now"),
         ("I have a numb groin", "urgent_now"),
         ("my saddle area feels numb", "urgent_now"),
