@@ -238,6 +238,10 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Vorige week aan mijn hernia geopereerd en nu 38,5", "urgent_now"),  # a temperature, no unit
         ("ik kan nie meer pisse", "urgent_now"),  # Flemish
         ("ik voel mijne poep nie meer komen", "urgent_now"),
+        ("Mijn broek was nat en ik had het niet door", "urgent_now"),
+        ("Mijn kruis voelt als een dood stuk vlees", "urgent_now"),
+        ("Mijn benen werken niet meer mee", "urgent_now"),
+        ("Ik struikel steeds over mijn voet", "urgent_now"),  # foot drop
         ("Ik bel omdat ik mijn tenen niet meer kan optillen", "urgent_now"),  # foot drop, verb last
         ("Geen enkele pil helpt tegen deze rugpijn", "urgent_now"),
         ("Mijn vagina voelt ook niet goed meer", "urgent_now"),  # "ook" between part and "niet"
@@ -277,6 +281,7 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Ik ben tegen mijn zin naar de fysio gereden", "none"),  # no vehicle
         ("Is dat kussen nu 38,5 euro?", "none"),  # a price, not a temperature
         ("Ik val om van de slaap", "none"),
+        ("Mijn broek is nat van de regen, helpt warmte?", "none"),
         ("Ik heb geen pijnstillers nodig, welke oefeningen helpen?", "none"),
         ("Mijn rugpijn gaat na een dag weer over", "none"),
         ("In 2019 had ik koorts bij mijn rugpijn, dat is toen vanzelf overgegaan", "none"),  # resolved past
