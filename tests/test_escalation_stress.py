@@ -162,6 +162,7 @@ def conversation_outcomes(stack) -> List[Dict]:
             conversation.texts(turn)
         slots = stack.tracker(conversation.sender)["slots"]
         results.append({**case, "got": slots.get("escalation_level") or "none"})
+    ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / f"{CONVERSATION_SET.name}_conversations_report.json").write_text(
         json.dumps(results, ensure_ascii=False, indent=2), "utf-8")
     return results
