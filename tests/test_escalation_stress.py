@@ -70,6 +70,14 @@ SETS = [
 ]
 
 
+def required_level(label: str) -> str:
+    """The lowest level that counts as caught for a label: an urgent label (urgent_now or urgent_112)
+    needs either urgent level, `soon` needs soon or higher, `none` anything."""
+    if label == "none":
+        return "none"
+    return "urgent_now" if label in URGENT_LEVELS else "soon"
+
+
 def rates(outcomes: List[Dict]) -> Dict[str, float]:
     def share(expected, at_least):
         chosen = [o for o in outcomes if o["level"] in expected]
@@ -83,9 +91,8 @@ def per_sign(outcomes: List[Dict]) -> Dict[str, str]:
     hits = defaultdict(list)
     for o in outcomes:
         if o["level"] != "none":
-            at = "urgent_now" if o["level"] in URGENT_LEVELS else "soon"
             for sign in o["signs"]:
-                hits[sign].append(level_rank(o["got"]) >= level_rank(at))
+                hits[sign].append(level_rank(o["got"]) >= level_rank(required_level(o["level"])))
     return {sign: f"{sum(h)}/{len(h)}" for sign, h in sorted(hits.items())}
 
 
@@ -114,8 +121,7 @@ def outcomes(stack, stress) -> List[Dict]:
         slots = stack.tracker(conversation.sender)["slots"]
         results.append({**case, "got": slots.get("escalation_level") or "none", "replies": replies})
     report = {"rates": rates(results), "per_sign": per_sign(results),
-              "misses": [o for o in results if level_rank(o["got"]) < level_rank(
-                  "none" if o["level"] == "none" else ("urgent_now" if o["level"] in URGENT_LEVELS else "soon"))],
+              "misses": [o for o in results if level_rank(o["got"]) < level_rank(required_level(o["level"]))],
               "over": [o for o in results if o["level"] == "none" and o["got"] != "none"]}
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / f"{stress.name}_report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), "utf-8")
@@ -171,7 +177,7 @@ def conversation_outcomes(stack) -> List[Dict]:
 def test_conversations_keep_the_level_of_earlier_turns(conversation_outcomes):
     escalating = [o for o in conversation_outcomes if o["level"] != "none"]
     at_level = [o for o in escalating
-                if level_rank(o["got"]) >= level_rank("urgent_now" if o["level"] in URGENT_LEVELS else "soon")]
+                if level_rank(o["got"]) >= level_rank(required_level(o["level"]))]
     assert len(escalating) >= 15
     assert len(at_level) / len(escalating) >= MIN_CONVERSATIONS_AT_LEVEL, [
         (o["turns"], o["got"]) for o in escalating if o not in at_level]
