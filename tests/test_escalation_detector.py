@@ -244,6 +244,10 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Ik struikel steeds over mijn voet", "urgent_now"),  # foot drop
         ("Ik bel omdat ik mijn tenen niet meer kan optillen", "urgent_now"),  # foot drop, verb last
         ("Geen enkele pil helpt tegen deze rugpijn", "urgent_now"),
+        ("Niks helpt meer tegen de pijn, ook geen morfine", "urgent_now"),  # "ook geen": not either
+        ("Rust helpt niet, zelfs de tramadol niet", "urgent_now"),
+        ("Ik slik pijnstillers maar het helpt geen moer", "urgent_now"),
+        ("Zelfs met morfine is het niet te doen", "urgent_now"),  # "niet te doen" is no denial
         ("Mijn vagina voelt ook niet goed meer", "urgent_now"),  # "ook" between part and "niet"
         ("Welke oefeningen helpen? Ik kan trouwens niet meer plassen.", "urgent_now"),
         # soon
@@ -283,6 +287,7 @@ def test_combination_is_triggered_by_its_example(detector, combination_id):
         ("Ik val om van de slaap", "none"),
         ("Mijn broek is nat van de regen, helpt warmte?", "none"),
         ("Ik heb geen pijnstillers nodig, welke oefeningen helpen?", "none"),
+        ("Rust helpt niet, ook geen paracetamol nodig gehad", "none"),  # not taken, so not failing
         ("Mijn rugpijn gaat na een dag weer over", "none"),
         ("In 2019 had ik koorts bij mijn rugpijn, dat is toen vanzelf overgegaan", "none"),  # resolved past
         ("Ik kon vorig jaar niet plassen, dat is toen overgegaan, maar sinds gisteren lukt het weer niet",
