@@ -301,3 +301,20 @@ async def test_no_reminder_after_a_soon_referral_or_in_a_later_session(executor,
                        intent="faq_best_exercises", events=referred_session(level, new_session_after), level=level)
     assert not any((r.get("text") or "").startswith("Denk eraan:") for r in result["responses"])
     assert "Bron:" in result["responses"][0]["text"]
+
+
+@pytest.mark.parametrize("level, reminded", [("urgent_112", True), ("urgent_now", True), ("soon", False), ("none", False)])
+async def test_the_reminder_before_a_fixed_reply_is_said_only_after_an_urgent_referral_of_this_session(
+        executor, domain, level, reminded):
+    """data/rules.yml runs it before "Graag gedaan!", "Tot ziens" and the other fixed replies."""
+    result = await run(executor, domain, "action_remind_referral", text="dank je", intent="thank",
+                       events=referred_session(level), level=level)
+    texts = [response.get("text") or "" for response in result["responses"]]
+    if reminded:
+        assert len(texts) == 1 and texts[0].startswith("Denk eraan:") and REMINDER[level] in texts[0]
+    else:
+        assert texts == []
+    assert result["events"] == []
+    later = await run(executor, domain, "action_remind_referral", text="dank je", intent="thank",
+                      events=referred_session(level, new_session_after=True), level=level)
+    assert later["responses"] == []
