@@ -9,6 +9,7 @@ from bot.coverage import UncoveredTopic, WordRule, uncovered_topic
 from bot.knowledge_base import load_knowledge_base
 
 NEAR_TOPIC_SET = paths.TESTS_DIR / "near_topic_set.yml"
+NEAR_TOPIC_SET_2 = paths.TESTS_DIR / "near_topic_set_2.yml"
 
 
 @pytest.mark.parametrize("text, topic", [
@@ -24,6 +25,9 @@ NEAR_TOPIC_SET = paths.TESTS_DIR / "near_topic_set.yml"
     ("Welke maat shirt moet ik nemen?", "sizes"),
     ("Helpt kinesiotape bij rugpijn?", "aids"),
     ("welk matras is het beste voor mijn rug", "aids"),
+    ("Helpt acupunctuur tegen rugpijn?", "other_treatments"),
+    ("moet ik naar een osteopaat of chiropractor?", "other_treatments"),
+    ("Ik ben zwanger en heb rugpijn, welke oefeningen mag ik doen?", "pregnancy"),
 ])
 def test_a_question_about_a_topic_the_article_does_not_cover_is_recognised(text, topic):
     found = uncovered_topic(text, load_knowledge_base().words())
@@ -71,14 +75,18 @@ def test_a_topic_the_edited_article_covers_is_answered_again():
     assert uncovered_topic("Moet ik een kussen tussen mijn knieën leggen?", {*kb.words(), "knieën"}) is None
 
 
-def test_on_a_held_out_set_no_answerable_question_is_caught_and_some_unanswerable_ones_are():
-    """tests/near_topic_set.yml: written from the article alone after data/not_covered.yml, never
-    used to tune it (README "Accuracy", footnote 5). Measured: 0 of 40 answerable caught, 15 of 40
-    unanswerable recognised."""
-    data = yaml.safe_load(NEAR_TOPIC_SET.read_text(encoding="utf-8"))
+# Two held-out sets, each written from the article alone by a helper who saw neither the bot nor its
+# data (README "Accuracy", footnote 5), never edited. Measured, unanswerable recognised of 40: the first
+# 15 when written, 19 after the topics other_treatments and pregnancy (added from a QA round, after
+# that set had been read); the second (committed before it was measured) 11 before those two topics,
+# 16 after. Answerable caught: 0 of 40 in both, always.
+@pytest.mark.parametrize("held_out, min_recognised", [(NEAR_TOPIC_SET, 19), (NEAR_TOPIC_SET_2, 16)],
+                         ids=["first", "second"])
+def test_on_a_held_out_set_no_answerable_question_is_caught_and_some_unanswerable_ones_are(held_out, min_recognised):
+    data = yaml.safe_load(held_out.read_text(encoding="utf-8"))
     assert len(data["answerable"]) == len(data["unanswerable"]) == 40
     known = load_knowledge_base().words()
     caught = [text for text in data["answerable"] if uncovered_topic(text, known) is not None]
     assert caught == []
     recognised = [text for text in data["unanswerable"] if uncovered_topic(text, known) is not None]
-    assert len(recognised) >= 15
+    assert len(recognised) >= min_recognised
