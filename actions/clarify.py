@@ -6,26 +6,10 @@ from typing import Any, Dict, List, Text
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.answers import not_covered_message, referral_reminder, sign_question_item, turn_context
-from bot.contract import intent_ranking, search_hits
+from bot.answers import clarification, not_covered_message, referral_reminder, sign_question_item, turn_context
+from bot.contract import search_hits
 from bot.knowledge_base import current_knowledge_base
-from bot.replies import article_answer, reply
-
-MAX_OPTIONS = 3
-# An intent below this confidence, or a paragraph below this cosine, is not offered as an option.
-MIN_INTENT_CONFIDENCE = 0.10
-MIN_SEARCH_SCORE = 0.84
-
-
-def candidate_items(ranking: List[Dict[str, Any]], hits: List[Dict[str, Any]], known: List[str]) -> List[str]:
-    """Article items worth offering: the classifier's best guesses, then the best paragraphs' items."""
-    candidates: List[str] = []
-    guesses = [entry["name"] for entry in ranking if entry.get("confidence", 0) >= MIN_INTENT_CONFIDENCE]
-    guesses += [hit["item"] for hit in hits if hit.get("score", 0) >= MIN_SEARCH_SCORE]
-    for name in guesses:
-        if name in known and name not in candidates:
-            candidates.append(name)
-    return candidates[:MAX_OPTIONS]
+from bot.replies import article_answer
 
 
 class ActionClarify(Action):
@@ -52,10 +36,5 @@ class ActionClarify(Action):
         if signs_item is not None:  # "wat als de pijn 's nachts erger wordt?": when to get help
             dispatcher.utter_message(**article_answer(kb, signs_item, search_hits(parse_data), question=parse_data.get("text") or ""))
             return []
-        options = candidate_items(intent_ranking(parse_data), search_hits(parse_data), kb.item_ids)
-        if not options:
-            dispatcher.utter_message(text=reply("fallback"))
-            return []
-        buttons = [{"title": kb.item(item_id).button_title, "payload": f"/{item_id}"} for item_id in options]
-        dispatcher.utter_message(text=reply("clarify"), buttons=buttons)
+        dispatcher.utter_message(**clarification(kb, parse_data))
         return []

@@ -20,7 +20,7 @@ from bot.contract import (
     search_hits,
     warning_signs,
 )
-from bot.answers import sign_question_item
+from bot.answers import clarification, sign_question_item
 from bot.knowledge_base import KnowledgeBase, current_knowledge_base
 from bot.levels import NONE, escalates, is_urgent, level_rank, max_level
 from bot.referral import decide_escalation, escalation_metadata, referral_text
@@ -61,7 +61,9 @@ class ActionEscalate(Action):
             )
         if escalation is None:  # a guess against what the patterns understood: answer the question
             item = item or sign_question_item(kb, parse_data)  # "wat als ik gevoelloos word?": when to get help
-            dispatcher.utter_message(**(article_answer(kb, item, search_hits(parse_data), question=question) if item else {"text": reply("fallback")}))
+            # nothing asked that the classifier names ("geen koorts en ik kan gewoon plassen. Helpt warmte?"):
+            # "Bedoel je…?" with the paragraphs' items, as on low confidence
+            dispatcher.utter_message(**(article_answer(kb, item, search_hits(parse_data), question=question) if item else clarification(kb, parse_data)))
             return []
         moment = clock.now()
         text = referral_text(escalation.level, moment, escalation.referral_signs)

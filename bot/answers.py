@@ -8,7 +8,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence
 
 from bot.contract import (
-    ESCALATION_LEVEL_SLOT, PRODUCT, PRODUCTS_MENTIONED_SLOT, SUGGESTIONS, answered_items, session_referral_levels, warning_signs,
+    ESCALATION_LEVEL_SLOT, PRODUCT, PRODUCTS_MENTIONED_SLOT, SUGGESTIONS, answered_items, intent_ranking, search_hits,
+    session_referral_levels, warning_signs,
 )
 from bot.coverage import asks_about_signs_in_general, named_item_kind, sign_questions, uncovered_topic
 from bot.knowledge_base import Item, KnowledgeBase
@@ -19,8 +20,13 @@ from bot.replies import article_answer, reply
 from bot.staff.handoff import is_staff
 
 # A question of a several-question message is answered from its best paragraph's item only when
-# the paragraph is at least this close (cosine; the clarification's floor, actions/clarify.py).
+# the paragraph is at least this close (cosine; the clarification's floor, MIN_SEARCH_SCORE below).
 MIN_QUESTION_SCORE = 0.84
+# "Bedoel je…?" offers at most this many items: the classifier's guesses of at least
+# MIN_INTENT_CONFIDENCE, then the items of paragraphs of at least MIN_SEARCH_SCORE (cosine).
+MAX_OPTIONS = 3
+MIN_INTENT_CONFIDENCE = 0.10
+MIN_SEARCH_SCORE = 0.84
 # The classifier's item answers the question when one of its paragraphs scores within this much of
 # the question's best (cosine). A margin, not a rank: neighbouring sections score within hundredths of
 # each other, so a rank cut-off (formerly the best 3) turned on differences of 0.0001.
@@ -183,3 +189,23 @@ def turn_context(tracker: Any) -> TurnContext:
         answered=tuple(answered_items(list(tracker.events))),
         referred=max_level(NONE, *session_referral_levels(list(tracker.events))),
     )
+
+
+def candidate_items(ranking: List[Dict[str, Any]], hits: List[Dict[str, Any]], known: List[str]) -> List[str]:
+    """Article items worth offering: the classifier's best guesses, then the best paragraphs' items."""
+    candidates: List[str] = []
+    guesses = [entry["name"] for entry in ranking if entry.get("confidence", 0) >= MIN_INTENT_CONFIDENCE]
+    guesses += [hit["item"] for hit in hits if hit.get("score", 0) >= MIN_SEARCH_SCORE]
+    for name in guesses:
+        if name in known and name not in candidates:
+            candidates.append(name)
+    return candidates[:MAX_OPTIONS]
+
+
+def clarification(kb: KnowledgeBase, parse_data: Dict[str, Any]) -> Dict[str, Any]:
+    """"Bedoel je…?" with the likely items as buttons, or what the assistant can answer when none is likely."""
+    options = candidate_items(intent_ranking(parse_data), search_hits(parse_data), kb.item_ids)
+    if not options:
+        return {"text": reply("fallback")}
+    buttons = [{"title": kb.item(item_id).button_title, "payload": f"/{item_id}"} for item_id in options]
+    return {"text": reply("clarify"), "buttons": buttons}

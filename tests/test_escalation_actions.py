@@ -124,3 +124,20 @@ async def test_a_sign_only_asked_about_gets_the_articles_answer_on_when_to_get_h
     result = await escalate(executor, domain, detection, original="report_warning_sign")
     assert [response.get("citation", {}).get("item") for response in result["responses"]] == ["faq_when_professional"]
     assert not slot_values(result)  # no level, no signs recorded
+
+
+async def test_a_denied_sign_with_a_question_the_classifier_does_not_name_is_clarified_by_the_paragraphs(executor, domain):
+    """"Ik heb geen koorts en kan gewoon plassen. Helpt warmte?": the classifier guessed only
+    report_warning_sign, the detector found every sign denied: "Bedoel je…?" with the items of the
+    best paragraphs, not "dat begrijp ik niet"."""
+    detection = {"level": "none", "signs": [], "hypothetical": [], "negated": [{"sign_id": "fever", "level": "soon", "text": "geen koorts"}]}
+    state = tracker(text="Ik heb geen koorts en kan gewoon plassen. Helpt warmte?", intent="report_warning_sign",
+                    ranking=[{"name": "report_warning_sign", "confidence": 0.87}, {"name": "ask_product", "confidence": 0.04}])
+    state["latest_message"]["warning_signs"] = detection
+    state["latest_message"]["article_search"] = [{"item": "section_selfcare", "paragraph": 1, "score": 0.86},
+                                                 {"item": "section_therapies", "paragraph": 1, "score": 0.80}]
+    result = await executor.run({"next_action": "action_escalate", "sender_id": "t", "tracker": state, "domain": domain, "version": "3.6.2"})
+    assert result["events"] == []
+    [response] = result["responses"]
+    assert response["text"].startswith("Bedoel je")
+    assert [button["payload"] for button in response["buttons"]] == ["/section_selfcare"]
