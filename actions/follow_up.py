@@ -22,12 +22,23 @@ from bot.contract import (
     quoted_paragraphs,
     search_hits,
 )
+from bot.coverage import asks_for_a_quantity, states_a_quantity
 from bot.knowledge_base import Item, KnowledgeBase, current_knowledge_base
 from bot.knowledge_base.answers import distinctive_words, next_paragraph_indices, referent_paragraph_indices
 from bot.knowledge_base.suggestions import read_on_item
 from bot.replies import article_answer, reply
 
 WHOLE_ITEM_KINDS = ("faq", "about", "sources")  # answered whole: a follow-up answers them again
+METADATA_KINDS = ("about", "sources")  # answered from the front matter and source list, not paragraphs
+
+
+def lacks_the_quantity_asked(item: Item, paragraphs: Optional[List[int]], question: str) -> bool:
+    """Whether `question` asks how often, how long or how many ("hoe vaak moet ik dat doen?") and
+    the paragraphs that would answer it (None: all) name no number, period or frequency."""
+    if item.kind in METADATA_KINDS or not asks_for_a_quantity(question):
+        return False
+    quoted = item.paragraphs if paragraphs is None else [item.paragraphs[index] for index in paragraphs]
+    return not states_a_quantity(quoted)
 
 
 def follow_up_paragraphs(item: Item, more: bool, hits: Sequence[Dict[str, Any]], quoted: Sequence[int],
@@ -105,6 +116,9 @@ class ActionAnswerFollowUp(Action):
             return []
         paragraphs = follow_up_paragraphs(item, more, search_hits(parse_data), quoted_paragraphs(tracker.events, item.id),
                                           citation.get("paragraphs") or [], distinctive_words(kb, parse_data.get("text") or ""))
+        if not more and lacks_the_quantity_asked(item, paragraphs, parse_data.get("text") or ""):
+            dispatcher.utter_message(text=reply("no_quantity", heading=item.citation))  # not the same paragraph again
+            return []
         read_on = read_on_after(kb, item, search_hits(parse_data), context, tracker.events, paragraphs is None) if more and not paragraphs else None
         if read_on is not None:  # all of this item was said: where the article says more, or another item
             turn = answer_item(kb, read_on[0], parse_data.get("text") or "", search_hits(parse_data), context, read_on[1])

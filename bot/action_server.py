@@ -26,7 +26,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.clock import dutch_public_holidays, now
-from bot.coverage import item_kind_words, sign_questions, uncovered_topics
+from bot.coverage import item_kind_words, quantity_questions, sign_questions, uncovered_topics
 from bot.escalation.sign_book import load_sign_book
 from bot.knowledge_base import current_knowledge_base
 from bot.knowledge_base.answers import stop_words
@@ -61,6 +61,7 @@ def preload() -> None:
     uncovered_topics()
     sign_questions()
     item_kind_words()
+    quantity_questions()
     product_settings()
     question_rules()
     suggestion_settings()

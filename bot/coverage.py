@@ -9,7 +9,10 @@
   answered with the article item that says when to see a professional. (Present signs escalate:
   bot/escalation/.)
 - words that name the article's metadata or sources in one question of several
-  (data/item_words.yml), which the paragraph search cannot find.
+  (data/item_words.yml), which the paragraph search cannot find;
+- questions for a number, a frequency or a duration ("hoe vaak?"), and whether a text states one
+  (data/quantity_questions.yml): a follow-up asking one of a paragraph that names none is not
+  answered with that paragraph again.
 Imports nothing of Rasa."""
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import AbstractSet, Any, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
+
+import re
 
 import yaml
 
@@ -113,3 +118,26 @@ def named_item_kind(text: str) -> Optional[str]:
     """The item kind (`about`, `sources`) whose words `text` has (data/item_words.yml), if any."""
     words = words_of(text)
     return next((kind for kind, rule in item_kind_words().items() if rule.matches(words)), None)
+
+
+@dataclass(frozen=True)
+class QuantityQuestions:
+    rule: WordRule  # words that ask for a number, a frequency or a duration
+    quantities: FrozenSet[str]  # words that state one (a digit always does)
+
+
+@lru_cache(maxsize=None)
+def quantity_questions(path: Path = paths.QUANTITY_QUESTIONS) -> QuantityQuestions:
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return QuantityQuestions(WordRule.from_dict(data["question"]), frozenset(data["quantities"]))
+
+
+def asks_for_a_quantity(text: str) -> bool:
+    """Whether `text` asks how often, how long or how many ("hoe vaak moet ik dat doen?")."""
+    return quantity_questions().rule.matches(words_of(text))
+
+
+def states_a_quantity(texts: Sequence[str]) -> bool:
+    """Whether any of `texts` names a number, a period or a frequency."""
+    quantities = quantity_questions().quantities
+    return any(re.search(r"\d", text) or words_of(text) & quantities for text in texts)

@@ -24,6 +24,7 @@ ARTICLE_RULES = DATA_DIR / "article_rules.yml"
 PRODUCTS = DATA_DIR / "products.yml"
 NOT_COVERED = DATA_DIR / "not_covered.yml"  # topics the article does not answer (bot/coverage.py)
 SIGN_QUESTIONS = DATA_DIR / "sign_questions.yml"  # questions about warning signs in general (bot/coverage.py)
+QUANTITY_QUESTIONS = DATA_DIR / "quantity_questions.yml"  # "hoe vaak?" follow-ups and the words that answer them
 ITEM_WORDS = DATA_DIR / "item_words.yml"  # words that name the metadata or the sources in one question of several
 SUGGESTIONS = DATA_DIR / "suggestions.yml"
 

@@ -7,7 +7,7 @@ import pytest
 
 from bot import clock
 from bot.action_server import preload
-from bot.coverage import item_kind_words, sign_questions, uncovered_topics
+from bot.coverage import item_kind_words, quantity_questions, sign_questions, uncovered_topics
 from bot.escalation.sign_book import _load_sign_book_cached
 from bot.knowledge_base.answers import stop_words
 from bot.knowledge_base.questions import question_rules
@@ -17,7 +17,7 @@ from bot.products import product_settings
 from bot.replies import replies
 
 LOADERS = (
-    _load_sign_book_cached, load_knowledge_base, replies, uncovered_topics, sign_questions, item_kind_words,
+    _load_sign_book_cached, load_knowledge_base, replies, uncovered_topics, sign_questions, item_kind_words, quantity_questions,
     product_settings, question_rules, suggestion_settings, stop_words, clock.dutch_public_holidays,
 )
 

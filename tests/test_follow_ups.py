@@ -7,6 +7,7 @@ import pytest
 
 from bot.answers import MIN_QUESTION_SCORE, QUESTION_MARGIN, question_item
 from bot.contract import answered_items, last_citation, last_products, quoted_paragraphs
+from bot.coverage import asks_for_a_quantity, states_a_quantity
 from bot.knowledge_base import load_knowledge_base
 from bot.knowledge_base.answers import next_paragraph_indices, referent_paragraph_indices, relevant_paragraph_indices
 from bot.knowledge_base.questions import split_questions
@@ -165,6 +166,32 @@ async def test_follow_up_question_answers_from_the_item(executor, domain):
     result = await run(executor, domain, "action_answer_follow_up", "en voor chronische rugpijn?", "follow_up",
                        [*EVENTS[:4], {"event": "user"}], article_search=elsewhere)
     assert result["responses"][0]["citation"]["paragraphs"] == [1]
+
+
+async def test_how_often_of_a_paragraph_that_names_no_quantity_says_so_instead_of_quoting_it_again(executor, domain):
+    faq = [{"event": "user", "text": "wat zijn de beste oefeningen?"},
+           {"event": "bot", "text": "…", "metadata": {"citation": {"item": "faq_best_exercises", "heading": "x", "paragraphs": [0]}}},
+           {"event": "user"}]
+    result = await run(executor, domain, "action_answer_follow_up", "hoe vaak moet ik dat doen?", "follow_up", faq)
+    assert citations(result) == []
+    assert [r["text"] for r in result["responses"]] == [
+        'Hoe vaak, hoe lang of hoeveel staat er in het artikel niet bij ("Veelgestelde vragen – Wat zijn de beste '
+        'oefeningen voor rugpijn?"). Wat bij jou past, kun je met je fysiotherapeut of huisarts bespreken.']
+    # a paragraph that names a period answers it ("de eerste dagen"); other follow-ups are answered as before
+    acute = [{"event": "bot", "text": "…", "metadata": {"citation": {"item": "section_acute_vs_chronic", "heading": "y", "paragraphs": [0]}}},
+             {"event": "user"}]
+    result = await run(executor, domain, "action_answer_follow_up", "hoe lang moet ik dat volhouden?", "follow_up", acute)
+    assert citations(result) == ["section_acute_vs_chronic"]
+    result = await run(executor, domain, "action_answer_follow_up", "en werkt dat?", "follow_up", faq)
+    assert citations(result) == ["faq_best_exercises"]
+
+
+def test_quantity_questions_and_quantities():
+    assert all(asks_for_a_quantity(text) for text in ("hoe vaak moet ik dat doen?", "hoe lang duurt dat?", "hoeveel keer per dag?",
+                                                      "how often should I do that?"))
+    assert not any(asks_for_a_quantity(text) for text in ("en werkt dat?", "hoe werkt dat?", "hoe doe ik dat?"))
+    assert states_a_quantity(["vermijd zware activiteiten in de eerste dagen"]) and states_a_quantity(["3x per dag"])
+    assert not states_a_quantity(["Mobiliteitsoefeningen zijn effectief."])
 
 
 async def test_follow_up_without_context_asks_for_the_question(executor, domain):
