@@ -7,6 +7,8 @@ the error and says nothing. In the Rasa server this wraps every remote action ca
 - when `action_escalate` fails or runs out of time, the Rasa server sends the referral of the
   detected level itself (the same rule and text as the action: bot/referral.py), records the level
   and signs in the slots and marks the audit metadata `"fallback": true`;
+- when `action_remind_referral` fails, the Rasa server says the reminder of an urgent referral of
+  this session itself (or nothing), so a greeting never gets an apology in front of it;
 - any other action that fails gets a short apology instead of silence.
 
 Applied by bot/rasa_patches.py in every Rasa server that loads this project's components.
@@ -22,14 +24,19 @@ from rasa.core.actions.action import ActionExecutionRejection, RemoteAction
 from rasa.shared.core.events import BotUttered, Event, SlotSet
 
 from bot import clock
-from bot.contract import ESCALATION, ESCALATION_LEVEL_SLOT, WARNING_SIGNS_SLOT, earlier_warning_signs, warning_signs
+from bot.answers import TurnContext, referral_reminder
+from bot.contract import (
+    ESCALATION, ESCALATION_LEVEL_SLOT, WARNING_SIGNS_SLOT, earlier_warning_signs, session_referral_levels, warning_signs,
+)
 from bot.levels import NONE, is_urgent, max_level
 from bot.referral import LEARNED_LEVEL, Escalation, decide_escalation, escalation_metadata, referral_text
 from bot.replies import reply
+from bot.staff.handoff import is_staff
 
 logger = logging.getLogger(__name__)
 
 ESCALATE_ACTION = "action_escalate"
+REMIND_ACTION = "action_remind_referral"
 ACTION_TIMEOUT_S = float(os.environ.get("ACTION_TIMEOUT_S", 5.0))
 
 
@@ -50,6 +57,15 @@ def fallback_referral(tracker: Any) -> List[Event]:
     return replies + [SlotSet(WARNING_SIGNS_SLOT, list(escalation.signs)), SlotSet(ESCALATION_LEVEL_SLOT, highest)]
 
 
+def fallback_reminder(tracker: Any) -> List[Event]:
+    """The reminder the reminder action would have sent (a DialogueStateTracker): nothing unless this
+    session referred at an urgent level."""
+    events = [event.as_dict() for event in tracker.events]
+    context = TurnContext(staff=is_staff(tracker.get_latest_input_channel()),
+                          referred=max_level(NONE, *session_referral_levels(events)))
+    return [BotUttered(message["text"]) for message in referral_reminder(context)]
+
+
 def guarded(run: Callable[..., Any]) -> Callable[..., Any]:
     """`RemoteAction.run` bounded in time, with the referral (or an apology) when it fails."""
 
@@ -63,6 +79,8 @@ def guarded(run: Callable[..., Any]) -> Callable[..., Any]:
                          self.name(), tracker.sender_id, type(error).__name__)
             if self.name() == ESCALATE_ACTION:
                 return fallback_referral(tracker)
+            if self.name() == REMIND_ACTION:
+                return fallback_reminder(tracker)
             return [BotUttered(reply("action_unavailable"))]
 
     return run_guarded

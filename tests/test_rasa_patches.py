@@ -114,3 +114,25 @@ def test_the_action_server_gets_of_earlier_user_messages_what_actions_read():
     assert len(json.dumps(trimmed_users[:-1])) < 0.5 * len(json.dumps(full_users[:-1]))
     # the tracker itself is not changed
     assert [event.parse_data for event in tracker.events if isinstance(event, UserUttered)][0][INTENT_RANKING]
+
+
+def referred_tracker(level: str) -> DialogueStateTracker:
+    return DialogueStateTracker.from_events("visitor", [
+        ActionExecuted("action_listen"),
+        UserUttered("ik kan niet meer plassen", intent={"name": "report_warning_sign", "confidence": 1.0}),
+        BotUttered("Bel nu je huisarts …", metadata={"escalation": {"level": level, "signs": ["urinary_retention"]}}),
+        ActionExecuted("action_listen"),
+        UserUttered("dank je", intent={"name": "thank", "confidence": 1.0}),
+    ])
+
+
+@pytest.mark.parametrize("level, reminded", [("urgent_now", True), ("soon", False)])
+async def test_without_the_action_server_the_rasa_server_says_the_reminder_itself_and_no_apology(level, reminded):
+    action = RemoteAction("action_remind_referral", EndpointConfig("http://127.0.0.1:9/webhook"))  # nothing listens
+    events = await action.run(None, None, referred_tracker(level), Domain.empty())
+    texts = [event.text for event in events if isinstance(event, BotUttered)]
+    if reminded:
+        assert len(texts) == 1 and texts[0].startswith("Denk eraan:") and "huisartsenpost" in texts[0]
+    else:
+        assert texts == []
+    assert not any(isinstance(event, SlotSet) for event in events)
